@@ -1,0 +1,222 @@
+/*
+ * podium.c - configuration, wiring, signals, start and stop.
+ *
+ * main() only wires the modules together: it reads the configuration
+ * (defaults, then --config FILE, then command-line overrides), starts the
+ * packager, the HTTP origin and the RTMP ingest, prints one ready line with
+ * the ports it got, and waits for SIGINT/SIGTERM. Stopping runs in the
+ * reverse order of the data flow's consumers: ingest stops accepting and
+ * closes publishers, the packager releases every waiter, then httpd stops.
+ */
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "httpd/httpd.h"
+#include "ingest/ingest.h"
+#include "packager/packager.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"usage: podium [options]\n"
+"\n"
+"podium is a live broadcast origin: RTMP in, Low-Latency HLS out.\n"
+"\n"
+"  -c, --config FILE      read settings from FILE (libconfig syntax,\n"
+"                         'key = value;', keys as listed by --print-config)\n"
+"  -r, --rtmp-port N      RTMP port (default 1935; 0 = any free port)\n"
+"  -p, --http-port N      HTTP port (default 8080; 0 = any free port)\n"
+"  -b, --bind ADDR        address both listeners bind (default 0.0.0.0)\n"
+"  -d, --data-dir DIR     data directory (default ./data)\n"
+"  -w, --www-dir DIR      directory with hls.min.js for the player page\n"
+"  -l, --log-level L      error, warn, info (default) or debug\n"
+"  -s, --set KEY=VALUE    set any configuration key, e.g.\n"
+"                         --set grace_period_ms=5000\n"
+"      --print-config     print the effective configuration and exit\n"
+"  -h, --help             this text\n"
+"\n"
+"Once listening, podium prints 'podium: ready rtmp=PORT http=PORT' on\n"
+"stdout. SIGINT or SIGTERM stops it cleanly.\n");
+}
+
+static int parse_port(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > 65535)
+        return PD_EINVAL;
+    *out = (int)v;
+    return PD_OK;
+}
+
+static int copy_opt(char *dst, size_t size, const char *src, const char *what)
+{
+    if (strlen(src) >= size) {
+        fprintf(stderr, "podium: %s is too long\n", what);
+        return PD_EINVAL;
+    }
+    memcpy(dst, src, strlen(src) + 1);
+    return PD_OK;
+}
+
+/* Two passes: the config file first (wherever --config appears), then the
+ * other options in order, so the command line always wins. */
+static int configure(pd_config_t *cfg, int argc, char **argv, int *print)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},
+        {"rtmp-port", required_argument, 0, 'r'},
+        {"http-port", required_argument, 0, 'p'},
+        {"bind", required_argument, 0, 'b'},
+        {"data-dir", required_argument, 0, 'd'},
+        {"www-dir", required_argument, 0, 'w'},
+        {"log-level", required_argument, 0, 'l'},
+        {"set", required_argument, 0, 's'},
+        {"print-config", no_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *short_opts = "c:r:p:b:d:w:l:s:h";
+    char err[512];
+    int c;
+
+    pd_config_defaults(cfg);
+    while ((c = getopt_long(argc, argv, short_opts, opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (c == '?') {
+            usage(stderr);
+            return PD_EINVAL;
+        }
+        if (c == 'c' && pd_config_load(cfg, optarg, err, sizeof(err))) {
+            fprintf(stderr, "podium: %s\n", err);
+            return PD_EINVAL;
+        }
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, short_opts, opts, NULL)) != -1) {
+        int rc = PD_OK;
+        switch (c) {
+        case 'r':
+        case 'p':
+            rc = parse_port(optarg, c == 'r' ? &cfg->rtmp_port
+                                             : &cfg->http_port);
+            if (rc)
+                fprintf(stderr, "podium: bad port '%s'\n", optarg);
+            break;
+        case 'b':
+            rc = copy_opt(cfg->bind_addr, sizeof(cfg->bind_addr), optarg,
+                          "--bind");
+            break;
+        case 'd':
+            rc = copy_opt(cfg->data_dir, sizeof(cfg->data_dir), optarg,
+                          "--data-dir");
+            break;
+        case 'w':
+            rc = copy_opt(cfg->www_dir, sizeof(cfg->www_dir), optarg,
+                          "--www-dir");
+            break;
+        case 'l':
+            cfg->log_level = pd_log_level_from_name(optarg);
+            if (cfg->log_level < 0) {
+                fprintf(stderr, "podium: bad log level '%s'\n", optarg);
+                rc = PD_EINVAL;
+            }
+            break;
+        case 's':
+            rc = pd_config_set(cfg, optarg, err, sizeof(err));
+            if (rc)
+                fprintf(stderr, "podium: %s\n", err);
+            break;
+        case 'P':
+            *print = 1;
+            break;
+        default:
+            break;
+        }
+        if (rc)
+            return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "podium: unexpected argument '%s'\n", argv[optind]);
+        return PD_EINVAL;
+    }
+    if (pd_config_validate(cfg, err, sizeof(err))) {
+        fprintf(stderr, "podium: %s\n", err);
+        return PD_EINVAL;
+    }
+    return PD_OK;
+}
+
+int main(int argc, char **argv)
+{
+    pd_config_t cfg;
+    int print = 0;
+    if (configure(&cfg, argc, argv, &print))
+        return 2;
+    if (print) {
+        pd_config_print(&cfg, stdout);
+        return 0;
+    }
+    pd_log_set_level(cfg.log_level);
+
+    /* Signals are taken synchronously by sigwait() below: block them before
+     * any thread starts so every thread inherits the mask. A dead peer must
+     * not kill us either. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Thousands of suspended viewers need thousands of descriptors. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    pkg_t *pkg = NULL;
+    httpd_t *http = NULL;
+    ingest_t *in = NULL;
+    int rc = pkg_create(&cfg, &pkg);
+    if (!rc)
+        rc = httpd_start(&cfg, pkg, &http);
+    if (!rc)
+        rc = ingest_start(&cfg, pkg, &in);
+    if (rc) {
+        PD_LOGE("podium", "start failed: %s", pd_strerror(rc));
+    } else {
+        printf("podium: ready rtmp=%d http=%d\n", ingest_port(in),
+               httpd_port(http));
+        fflush(stdout);
+        PD_LOGI("podium", "ready: rtmp port %d, http port %d",
+                ingest_port(in), httpd_port(http));
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        PD_LOGI("podium", "signal %d: stopping", sig);
+    }
+
+    if (in)
+        ingest_stop(&in);
+    if (pkg)
+        pkg_shutdown(pkg);
+    if (http)
+        httpd_stop(&http);
+    if (pkg)
+        pkg_destroy(&pkg);
+    PD_LOGI("podium", "stopped");
+    return rc ? 1 : 0;
+}
