@@ -1,0 +1,702 @@
+/*
+ * httpd/httpd.c - the HTTP origin on libmicrohttpd: daemon, routing,
+ * blocking requests, responses.
+ *
+ * libmicrohttpd runs its own epoll thread pool (cfg->http_threads). Every
+ * request is answered from memory: playlists and media are pd_buf_t
+ * references handed over to a free-callback response (no copy of media
+ * bytes per request), the player page is static, hls.min.js is read once
+ * at start.
+ *
+ * Blocking requests (a blocking playlist reload, the hinted part, a
+ * playlist before the first segment) are suspended connections. The
+ * per-request state (httpd_req_t, in *req_cls) carries the deadline, the
+ * same for every lookup of that request: now + pkg_hold_limit_us() at the
+ * first call. The race between the packager's wake (any packager thread,
+ * any time after pkg_lookup registered the waiter) and the handler's
+ * MHD_suspend_connection() is settled by an atomic state, so that
+ * MHD_resume_connection() is only ever called on a connection that has
+ * already been suspended (resuming a connection that is not suspended is
+ * undefined in libmicrohttpd):
+ *
+ *   IDLE      the handler owns the request (before/after a lookup)
+ *   SUSPENDED the handler suspended the connection; the wake resumes it
+ *   WOKEN     the wake fired; `why` says why. If it fired before the
+ *             handler suspended, the handler sees WOKEN and goes on
+ *             without suspending (or resumes itself, if it suspended in
+ *             between).
+ *
+ * A suspended connection neither times out nor notices that its client
+ * went away: such a waiter lingers until the packager wakes it, at the
+ * latest at its deadline (3 target durations), then answers into a closed
+ * socket and is freed. That bounds the cost of abandoned waits.
+ *
+ * Invariants: a request with a registered waiter is never freed before
+ * its wake ran (it is suspended or its handler is running); wake_cb
+ * touches the request only up to its atomic exchange, except to read what
+ * it read before; h->suspended counts connections suspended whose resume
+ * was not yet requested, so httpd_stop() can check that none is left
+ * before MHD_stop_daemon() (which aborts on a suspended connection).
+ *
+ * Logging: nothing per request at info level; refused or odd requests at
+ * debug level only, with the path (sanitised) and never the query string,
+ * which may carry tokens.
+ */
+#include "httpd.h"
+
+#include "httpd_int.h"
+
+#include "../core/clock.h"
+#include "../core/err.h"
+#include "../core/log.h"
+
+#include <microhttpd.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MOD "http"
+
+/* Idle keep-alive connections are closed after this long (seconds).
+ * Suspended (blocking) connections are not subject to it. */
+#define HTTPD_IDLE_TIMEOUT_S 30
+/* Largest hls.min.js we load (bytes). */
+#define HTTPD_HLSJS_MAX (16u << 20)
+/* How often one request may find its wake already fired and look up
+ * again without suspending, before giving up (503): a guard against a
+ * packager that keeps answering WAIT with an immediate READY. */
+#define HTTPD_MAX_RELOOKUPS 64
+/* How long httpd_stop() waits for suspended requests to be resumed. */
+#define HTTPD_STOP_WAIT_US (5 * 1000000)
+
+struct httpd_s {
+    const pd_config_t *cfg; /* borrowed */
+    pkg_t *pkg;             /* borrowed */
+    struct MHD_Daemon *daemon;
+    int port;             /* bound port */
+    pd_buf_t *hlsjs;      /* hls.min.js, NULL if missing */
+    atomic_int suspended; /* suspended, resume not yet requested */
+    atomic_bool running;  /* daemon started: MHD's logs go to debug */
+};
+
+enum { REQ_IDLE = 0, REQ_SUSPENDED = 1, REQ_WOKEN = 2 };
+
+/* One blocking-capable request (media routes only), in *req_cls; freed
+ * by on_completed(). Other requests are answered at once and keep no
+ * state (*req_cls is then &headers_seen). */
+typedef struct httpd_req_s {
+    httpd_t *h;
+    struct MHD_Connection *conn;
+    httpd_route_t route; /* owns the strings q points to */
+    pkg_query_t q;
+    int64_t deadline_us; /* monotonic; for every lookup of this request */
+    atomic_int state;    /* REQ_* */
+    atomic_int why;      /* pkg_wake_t, valid when state is WOKEN */
+} httpd_req_t;
+
+/* ---- small helpers --------------------------------------------------- */
+
+/* Copies at most 96 printable bytes of untrusted s into out for logs. */
+static const char *sanitize(const char *s, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; s && *s && n + 1 < size && n < 96; s++)
+        out[n++] = (*s > 0x20 && *s < 0x7f) ? *s : '?';
+    out[n] = '\0';
+    return out;
+}
+
+static void free_buf_cb(void *cls)
+{
+    pd_buf_t *b = cls;
+    pd_buf_unref(&b);
+}
+
+static void add_common_headers(struct MHD_Response *r, const char *cache)
+{
+    /* Never an Age header: HLS2 App. C reads a missing Age as "fresh
+     * from the origin". Expose Age for what CDNs add (hls.js reads it). */
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "Age");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (cache)
+        MHD_add_response_header(r, "Cache-Control", cache);
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status,
+                             struct MHD_Response *r)
+{
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r); /* the queued response holds its own ref */
+    return ret;
+}
+
+/* Answers with body b (consumed: the response's free callback unrefs). */
+static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status,
+                                 pd_buf_t *b, const char *ctype,
+                                 const char *cache)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data,
+                                                               free_buf_cb, b);
+    if (!r) {
+        pd_buf_unref(&b);
+        return MHD_NO; /* out of memory: drop the connection */
+    }
+    if (ctype)
+        MHD_add_response_header(r, "Content-Type", ctype);
+    add_common_headers(r, cache);
+    return queue(c, status, r);
+}
+
+static void error_cache(const httpd_t *h, char *buf, size_t size)
+{
+    if (h->cfg->cache_error_s > 0)
+        snprintf(buf, size, "max-age=%d", h->cfg->cache_error_s);
+    else
+        snprintf(buf, size, "no-cache");
+}
+
+/* Short text answers for errors and the like. */
+static enum MHD_Result reply_text(httpd_t *h, struct MHD_Connection *c,
+                                  unsigned status, const char *text,
+                                  bool retry_after)
+{
+    char cache[48];
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    error_cache(h, cache, sizeof(cache));
+    MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    add_common_headers(r, cache);
+    if (retry_after)
+        MHD_add_response_header(r, "Retry-After", "1");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
+    return queue(c, status, r);
+}
+
+static enum MHD_Result reply_404(httpd_t *h, struct MHD_Connection *c)
+{
+    return reply_text(h, c, MHD_HTTP_NOT_FOUND, "not found\n", false);
+}
+
+static enum MHD_Result reply_503(httpd_t *h, struct MHD_Connection *c,
+                                 bool retry_after)
+{
+    return reply_text(h, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                      "not available in time, try again\n", retry_after);
+}
+
+/* CORS preflight. The requested headers are echoed only when they are a
+ * plain list of header names. */
+static enum MHD_Result reply_options(struct MHD_Connection *c)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    add_common_headers(r, "max-age=86400");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods",
+                            "GET, HEAD, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
+    MHD_add_response_header(r, "Allow", "GET, HEAD, OPTIONS");
+    const char *want = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    bool ok = want && *want && strlen(want) <= 256;
+    for (const char *p = want; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+             (*p >= '0' && *p <= '9') || *p == '-' || *p == ',' || *p == ' ';
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            ok ? want : "Range, Accept, Content-Type");
+    return queue(c, MHD_HTTP_NO_CONTENT, r);
+}
+
+/* ---- answers from the packager --------------------------------------- */
+
+static enum MHD_Result reply_answer(httpd_t *h, httpd_req_t *req,
+                                    pkg_answer_t *ans)
+{
+    struct MHD_Connection *c = req->conn;
+    char cache[96];
+    char path[128];
+
+    switch (ans->status) {
+    case PKG_ANS_OK:
+        break;
+    case PKG_ANS_NOT_FOUND:
+        pd_buf_unref(&ans->body);
+        PD_LOGD(MOD, "404 %s %s", req->route.stream,
+                req->route.rendition[0] ? req->route.rendition : "-");
+        return reply_404(h, c);
+    case PKG_ANS_BAD_REQUEST:
+        pd_buf_unref(&ans->body);
+        PD_LOGD(MOD, "400 (directive out of range) %s %s", req->route.stream,
+                req->route.rendition);
+        return reply_text(h, c, MHD_HTTP_BAD_REQUEST,
+                          "delivery directive out of range\n", false);
+    default: /* UNAVAILABLE; WAIT is handled by the caller */
+        pd_buf_unref(&ans->body);
+        PD_LOGD(MOD, "503 %s %s", req->route.stream,
+                req->route.rendition[0] ? req->route.rendition : "-");
+        return reply_503(h, c, false);
+    }
+    if (!ans->body) {
+        PD_LOGW(MOD, "packager answered OK without a body for %s",
+                sanitize(req->route.stream, path, sizeof(path)));
+        return reply_503(h, c, false);
+    }
+
+    switch (req->q.obj) {
+    case PKG_OBJ_INIT:
+    case PKG_OBJ_SEGMENT:
+    case PKG_OBJ_PART:
+        snprintf(cache, sizeof(cache), "public, max-age=%d, immutable",
+                 h->cfg->cache_media_s);
+        break;
+    case PKG_OBJ_MULTIVARIANT:
+        snprintf(
+            cache, sizeof(cache), "public, max-age=%d",
+            httpd_playlist_max_age(ans->target_duration_s, false, ans->ended));
+        break;
+    default:
+        snprintf(cache, sizeof(cache), "public, max-age=%d",
+                 httpd_playlist_max_age(ans->target_duration_s, ans->blocked,
+                                        ans->ended));
+        break;
+    }
+    pd_buf_t *b = ans->body;
+    ans->body = NULL;
+    return reply_buf(c, MHD_HTTP_OK, b,
+                     ans->content_type ? ans->content_type
+                                       : "application/octet-stream",
+                     cache);
+}
+
+/* Runs on a packager thread, exactly once per registered waiter, with no
+ * packager lock held. Must not touch req after the exchange unless it
+ * found the connection suspended (then nothing but us can resume it, so
+ * req lives until the resume is processed by the daemon's thread). */
+static void wake_cb(void *opaque, pkg_wake_t why)
+{
+    httpd_req_t *req = opaque;
+    httpd_t *h = req->h;
+    struct MHD_Connection *c = req->conn;
+    atomic_store_explicit(&req->why, (int)why, memory_order_relaxed);
+    int prev = atomic_exchange(&req->state, REQ_WOKEN);
+    if (prev == REQ_SUSPENDED) {
+        MHD_resume_connection(c); /* thread-safe with MHD_USE_ITC */
+        atomic_fetch_sub(&h->suspended, 1);
+    }
+}
+
+/* Looks q up and answers, or suspends the connection until the wake. */
+static enum MHD_Result lookup(httpd_t *h, httpd_req_t *req)
+{
+    for (int round = 0; round < HTTPD_MAX_RELOOKUPS; round++) {
+        pkg_answer_t ans;
+        memset(&ans, 0, sizeof(ans));
+        atomic_store(&req->state, REQ_IDLE);
+        int rc =
+            pkg_lookup(h->pkg, &req->q, req->deadline_us, wake_cb, req, &ans);
+        if (rc == PD_ELIMIT) {
+            PD_LOGD(MOD, "503 too many waiters: %s", req->route.stream);
+            return reply_503(h, req->conn, true);
+        }
+        if (rc) {
+            PD_LOGD(MOD, "503 lookup failed (%s): %s", pd_strerror(rc),
+                    req->route.stream);
+            return reply_503(h, req->conn, false);
+        }
+        if (ans.status != PKG_ANS_WAIT)
+            return reply_answer(h, req, &ans);
+
+        /* A waiter is registered; its wake may already have run. */
+        pd_buf_unref(&ans.body); /* none expected with WAIT */
+        if (atomic_load(&req->state) == REQ_IDLE) {
+            atomic_fetch_add(&h->suspended, 1);
+            MHD_suspend_connection(req->conn);
+            int expected = REQ_IDLE;
+            if (atomic_compare_exchange_strong(&req->state, &expected,
+                                               REQ_SUSPENDED))
+                return MHD_YES; /* wake_cb resumes us */
+            /* Woken between the check and the exchange: nobody else
+             * will resume a connection we suspended, so do it now; the
+             * next call of the handler finds the state WOKEN. */
+            MHD_resume_connection(req->conn);
+            atomic_fetch_sub(&h->suspended, 1);
+            return MHD_YES;
+        }
+        /* Woken already, before we suspended. */
+        if (atomic_load_explicit(&req->why, memory_order_relaxed) !=
+            PKG_WAKE_READY) {
+            PD_LOGD(MOD, "503 wait ended: %s", req->route.stream);
+            return reply_503(h, req->conn, false);
+        }
+    }
+    PD_LOGD(MOD, "503 wait kept waking: %s", req->route.stream);
+    return reply_503(h, req->conn, false);
+}
+
+/* ---- the handler ------------------------------------------------------ */
+
+struct args_ctx {
+    httpd_directives_t d;
+};
+
+static enum MHD_Result arg_it(void *cls, enum MHD_ValueKind kind,
+                              const char *key, size_t key_size,
+                              const char *value, size_t value_size)
+{
+    (void)kind;
+    struct args_ctx *a = cls;
+    /* Values were decoded by httpd_unescape(): no embedded NULs. */
+    httpd_directives_add(&a->d, key, key_size, value, value ? value_size : 0);
+    return MHD_YES;
+}
+
+static bool has_body(struct MHD_Connection *c)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    return te || (cl && strcmp(cl, "0") != 0);
+}
+
+/* The request is complete: route it and answer, or start a lookup. */
+static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  void **req_cls)
+{
+    char path[128], what[32];
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0)
+        return reply_options(c);
+    if (!get && !head) {
+        PD_LOGD(MOD, "405 %s %s", sanitize(method, what, sizeof(what)),
+                sanitize(url, path, sizeof(path)));
+        return reply_text(h, c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                          "method not allowed\n", false);
+    }
+    if (has_body(c)) {
+        PD_LOGD(MOD, "400 body on a %s", method);
+        return reply_text(h, c, MHD_HTTP_BAD_REQUEST,
+                          "no request body expected\n", false);
+    }
+
+    httpd_route_t route;
+    if (httpd_route_parse(url, strlen(url), &route)) {
+        PD_LOGD(MOD, "404 no route: %s", sanitize(url, path, sizeof(path)));
+        return reply_404(h, c);
+    }
+    switch (route.kind) {
+    case HTTPD_ROUTE_PLAYER: {
+        size_t len;
+        const char *page = httpd_player_page(&len);
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            len, (void *)page, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+        add_common_headers(r, "no-cache");
+        return queue(c, MHD_HTTP_OK, r);
+    }
+    case HTTPD_ROUTE_HLSJS:
+        if (!h->hlsjs) {
+            PD_LOGD(MOD, "404 hls.min.js is missing");
+            return reply_404(h, c);
+        }
+        return reply_buf(c, MHD_HTTP_OK, pd_buf_ref(h->hlsjs),
+                         "text/javascript; charset=utf-8",
+                         "public, max-age=3600");
+    case HTTPD_ROUTE_STREAMS: {
+        pd_buf_t *b = pkg_streams_json(h->pkg);
+        if (!b)
+            return reply_503(h, c, true);
+        return reply_buf(c, MHD_HTTP_OK, b, "application/json", "no-cache");
+    }
+    case HTTPD_ROUTE_MEDIA:
+        break;
+    default:
+        return reply_404(h, c);
+    }
+
+    httpd_req_t *req = calloc(1, sizeof(*req));
+    if (!req)
+        return reply_503(h, c, true);
+    req->h = h;
+    req->conn = c;
+    req->route = route;
+    httpd_route_to_query(&req->route, &req->q);
+    atomic_init(&req->state, REQ_IDLE);
+    atomic_init(&req->why, PKG_WAKE_READY);
+    *req_cls = req; /* freed by on_completed() whatever happens next */
+
+    if (req->q.obj == PKG_OBJ_PLAYLIST) {
+        /* Directives matter on media playlists only; elsewhere the query
+         * carries nothing of ours (tokens later) and is ignored. */
+        struct args_ctx a;
+        httpd_directives_init(&a.d);
+        MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, arg_it, &a);
+        if (httpd_directives_finish(&a.d, &req->q)) {
+            PD_LOGD(MOD, "400 bad delivery directives: %s %s",
+                    req->route.stream, req->route.rendition);
+            return reply_text(h, c, MHD_HTTP_BAD_REQUEST,
+                              "bad delivery directives\n", false);
+        }
+    }
+    req->deadline_us =
+        pd_mono_us() + pkg_hold_limit_us(h->pkg, req->route.stream);
+    return lookup(h, req);
+}
+
+/* *req_cls of a request whose headers arrived but which is not complete
+ * yet (its body, if any, is still coming). */
+static char headers_seen;
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    (void)version;
+    (void)upload_data;
+    httpd_t *h = cls;
+
+    /* Answer only once the whole request is in: a response queued
+     * earlier makes libmicrohttpd close the connection after it, and
+     * CDN edges and players want keep-alive. */
+    if (*req_cls == NULL) {
+        *req_cls = &headers_seen;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* a body on GET: refused below; discard */
+        return MHD_YES;
+    }
+    if (*req_cls == &headers_seen)
+        return first_call(h, c, url, method, req_cls);
+
+    /* Called again: after our resume (state WOKEN). */
+    httpd_req_t *req = *req_cls;
+    int st = atomic_load(&req->state);
+    if (st != REQ_WOKEN) {
+        PD_LOGW(MOD, "request called again without a wake (state %d)", st);
+        return reply_503(h, c, false);
+    }
+    atomic_store(&req->state, REQ_IDLE);
+    if (atomic_load_explicit(&req->why, memory_order_relaxed) !=
+        PKG_WAKE_READY) {
+        PD_LOGD(MOD, "503 wait ended: %s", req->route.stream);
+        return reply_503(h, c, false);
+    }
+    return lookup(h, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    httpd_req_t *req = *req_cls;
+    *req_cls = NULL;
+    if (!req || req == (void *)&headers_seen)
+        return;
+    /* No waiter refers to req any more: it was either never registered,
+     * or woken (the connection is resumed only by or after the wake). */
+    free(req);
+}
+
+static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return httpd_unescape(s);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    httpd_t *h = cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    /* At start MHD explains why it could not listen; later its messages
+     * are about single clients. */
+    if (atomic_load(&h->running))
+        PD_LOGD(MOD, "libmicrohttpd: %s", line);
+    else
+        PD_LOGE(MOD, "libmicrohttpd: %s", line);
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+static pd_buf_t *load_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    pd_buf_t *b = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        if (size > 0 && (unsigned long)size <= max &&
+            fseek(f, 0, SEEK_SET) == 0) {
+            b = pd_buf_new((size_t)size);
+            if (b && fread(b->data, 1, (size_t)size, f) != (size_t)size)
+                pd_buf_unref(&b);
+        }
+    }
+    fclose(f);
+    return b;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl))
+            PD_LOGW(MOD, "cannot raise the open file limit: %s",
+                    strerror(errno));
+    }
+}
+
+int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out)
+{
+    *out = NULL;
+    raise_nofile();
+
+    struct addrinfo hints, *ai = NULL;
+    char port[16];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    snprintf(port, sizeof(port), "%d", cfg->http_port);
+    int gai = getaddrinfo(cfg->bind_addr, port, &hints, &ai);
+    if (gai || !ai) {
+        PD_LOGE(MOD, "bad bind address '%s': %s", cfg->bind_addr,
+                gai_strerror(gai));
+        return PD_EINVAL;
+    }
+
+    httpd_t *h = calloc(1, sizeof(*h));
+    if (!h) {
+        freeaddrinfo(ai);
+        return PD_ENOMEM;
+    }
+    h->cfg = cfg;
+    h->pkg = pkg;
+    atomic_init(&h->suspended, 0);
+    atomic_init(&h->running, false);
+
+    char path[600];
+    snprintf(path, sizeof(path), "%s/hls.min.js", cfg->www_dir);
+    h->hlsjs = load_file(path, HTTPD_HLSJS_MAX);
+    if (!h->hlsjs)
+        PD_LOGW(MOD,
+                "%s is missing or unreadable: the player page will "
+                "say so (tools/install-deps puts it there)",
+                path);
+
+    /* Limit connections below the descriptors we have. */
+    unsigned limit =
+        cfg->http_max_connections > 0 ? (unsigned)cfg->http_max_connections : 1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)limit + 256) {
+        unsigned fit = rl.rlim_cur > 512 ? (unsigned)rl.rlim_cur - 256 : 256;
+        PD_LOGW(MOD,
+                "open file limit %llu: serving at most %u connections "
+                "instead of %u",
+                (unsigned long long)rl.rlim_cur, fit, limit);
+        limit = fit;
+    }
+
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD |
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                         MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    unsigned threads = cfg->http_threads > 1 ? (unsigned)cfg->http_threads : 1;
+    /* A pool of one is no pool (MHD warns about it): pass it only > 1. */
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+         (intptr_t)threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h, /* first, MHD says */
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_ARRAY, pool,
+        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)HTTPD_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape_cb, h,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!h->daemon) {
+        PD_LOGE(MOD, "cannot listen on %s:%d", cfg->bind_addr, cfg->http_port);
+        pd_buf_unref(&h->hlsjs);
+        free(h);
+        return PD_EIO;
+    }
+    atomic_store(&h->running, true);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? (int)info->port : cfg->http_port;
+    PD_LOGI(MOD, "listening on %s:%d (%u threads)", cfg->bind_addr, h->port,
+            threads);
+    *out = h;
+    return PD_OK;
+}
+
+int httpd_port(const httpd_t *h)
+{
+    return h ? h->port : 0;
+}
+
+void httpd_stop(httpd_t **hp)
+{
+    if (!hp || !*hp)
+        return;
+    httpd_t *h = *hp;
+    /* Stop accepting first; then every suspended request must have been
+     * resumed (pkg_shutdown() wakes all waiters) before MHD_stop_daemon,
+     * which aborts on a connection still suspended. A request that was
+     * mid-lookup during pkg_shutdown() may still be in flight: give it a
+     * moment. */
+    MHD_socket lsock = MHD_quiesce_daemon(h->daemon);
+    int64_t until = pd_mono_us() + HTTPD_STOP_WAIT_US;
+    while (atomic_load(&h->suspended) > 0 && pd_mono_us() < until)
+        usleep(10000);
+    int left = atomic_load(&h->suspended);
+    if (left > 0) {
+        /* Stopping now would abort the process; leaking the daemon at
+         * exit is the lesser harm. */
+        PD_LOGE(MOD,
+                "%d requests still suspended at stop: daemon left "
+                "running",
+                left);
+        *hp = NULL;
+        return;
+    }
+    MHD_stop_daemon(h->daemon);
+    if (lsock != MHD_INVALID_SOCKET)
+        close(lsock); /* quiesced: ours to close, after the stop */
+    pd_buf_unref(&h->hlsjs);
+    free(h);
+    *hp = NULL;
+}

@@ -1,0 +1,1062 @@
+/*
+ * ingest/rtmp_server.c - the RTMP server: listening socket, accept thread,
+ * one thread per publisher connection, the command exchange and the
+ * hand-off of FLV audio/video frames to the packager.
+ *
+ * Invariants:
+ * - One accept thread; each accepted connection gets its own detached
+ *   thread and an entry in ingest->conns (under ingest->mu). At most
+ *   cfg->max_publishers connections exist; an extra one is closed at once
+ *   with one log line.
+ * - A connection thread owns its socket, parser and packager handle. It
+ *   removes itself from the list, closes its socket (under mu, so
+ *   ingest_stop never shuts down a recycled descriptor) and signals
+ *   ingest->cv as the very last thing it does with the ingest object.
+ * - Every wait has a deadline: the handshake has rtmp_handshake_timeout_ms,
+ *   then no incoming bytes for rtmp_idle_timeout_ms closes, sends give up
+ *   after rtmp_idle_timeout_ms; polls wake at least every second to notice
+ *   a stop.
+ * - Any error of one connection (garbage, truncation, a limit, a protocol
+ *   violation, the packager closing) ends that connection only, logged
+ *   once with the peer address and the reason. After a successful publish
+ *   every close calls pkg_unpublish().
+ * - The publish name's query string (a stream key) is cut off before the
+ *   name is used and is never logged; names are validated before they are
+ *   logged.
+ */
+#include "ingest.h"
+#include "ingest_int.h"
+
+#include "../core/clock.h"
+#include "../core/err.h"
+#include "../core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOD "rtmp"
+
+#define RBUF_SIZE (64 * 1024)      /* receive buffer, bytes */
+#define WBUF_SIZE (16 * 1024)      /* one outgoing message as chunks */
+#define OUR_CHUNK_SIZE 4096        /* Set Chunk Size we send */
+#define OUR_WINDOW 2500000         /* Window Ack Size / peer bandwidth */
+#define MAX_CMD_VALUES 8           /* AMF values decoded per command */
+#define NAME_MAX_LEN 64            /* publish name characters */
+#define POLL_SLICE_MS 1000         /* longest single poll: notices stops */
+#define CSID_CONTROL 2
+#define CSID_COMMAND 3
+#define CSID_STATUS 5
+
+typedef struct conn_s conn_t;
+
+struct ingest_s {
+    const pd_config_t *cfg; /* borrowed */
+    pkg_t *pkg;             /* borrowed */
+    int lfd;                /* listening socket */
+    int port;               /* bound port */
+    int wake[2];            /* pipe: wakes the accept thread to stop */
+    pthread_t acceptor;
+    atomic_bool stopping;
+    pthread_mutex_t mu;     /* guards conns, nconns, every conn's fd close */
+    pthread_cond_t cv;      /* signalled when a connection ends */
+    conn_t *conns;          /* live connections */
+    int nconns;
+};
+
+struct conn_s {
+    ingest_t *in;
+    conn_t *next;           /* in->conns list (under in->mu) */
+    int fd;
+    char peer[96];          /* "addr:port" for logs */
+    char reason[160];       /* why we close (empty: the peer left) */
+
+    rtmp_chunk_parser_t parser;
+    uint8_t rbuf[RBUF_SIZE];
+    size_t rlen;            /* bytes in rbuf not yet consumed */
+    uint8_t wbuf[WBUF_SIZE];
+    uint32_t out_chunk_size;/* bytes: our chunk size towards the peer */
+    uint64_t bytes_in;      /* bytes received since the handshake */
+    uint64_t acked;         /* bytes_in when we last acknowledged */
+    uint32_t ack_window;    /* bytes: acknowledge after this many */
+
+    bool connected;         /* connect accepted */
+    pkg_stream_t *stream;   /* while published */
+    char name[8 + NAME_MAX_LEN]; /* "live/<name>" once published */
+    flv_ts_t ts_video, ts_audio;
+    int hint_w, hint_h;     /* onMetaData, pixels (0 unknown) */
+    double hint_fps;        /* onMetaData, frames per second */
+    bool warned_vcodec, warned_acodec, warned_aggr, warned_vcfg,
+        warned_acfg;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void set_reason(conn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_reason(conn_t *c, const char *fmt, ...)
+{
+    if (c->reason[0])
+        return; /* the first decision is the one to report */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+    va_end(ap);
+}
+
+static void format_peer(const struct sockaddr *sa, socklen_t len, char *out,
+                        size_t outlen)
+{
+    char host[64], serv[16];
+    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, outlen, "?");
+        return;
+    }
+    if (sa->sa_family == AF_INET6)
+        snprintf(out, outlen, "[%s]:%s", host, serv);
+    else
+        snprintf(out, outlen, "%s:%s", host, serv);
+}
+
+static void put32be(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32be(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int ms_until(int64_t deadline_us)
+{
+    int64_t left = (deadline_us - pd_mono_us() + 999) / 1000;
+    if (left < 0)
+        return 0;
+    return left > POLL_SLICE_MS ? POLL_SLICE_MS : (int)left;
+}
+
+/* Waits for events on c->fd until deadline (monotonic us). Returns 0 when
+ * ready, PD_ETIMEDOUT, PD_ECLOSED when the server stops, PD_EIO. */
+static int wait_fd(conn_t *c, short events, int64_t deadline_us)
+{
+    for (;;) {
+        if (atomic_load(&c->in->stopping))
+            return PD_ECLOSED;
+        if (pd_mono_us() >= deadline_us)
+            return PD_ETIMEDOUT;
+        struct pollfd pfd = {.fd = c->fd, .events = events};
+        int r = poll(&pfd, 1, ms_until(deadline_us));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return PD_EIO;
+        }
+        if (r > 0)
+            return 0; /* readable, writable, or an error recv/send sees */
+    }
+}
+
+/* Sends all of buf within the idle timeout. */
+static int send_all(conn_t *c, const uint8_t *buf, size_t len)
+{
+    int64_t deadline =
+        pd_mono_us() + (int64_t)c->in->cfg->rtmp_idle_timeout_ms * 1000;
+    while (len) {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(c, POLLOUT, deadline);
+            if (rc == PD_ETIMEDOUT)
+                set_reason(c, "send timed out");
+            else if (rc == PD_ECLOSED)
+                set_reason(c, "server stopping");
+            if (rc)
+                return rc;
+            continue;
+        }
+        set_reason(c, "send failed: %s", n < 0 ? strerror(errno) : "closed");
+        return PD_EIO;
+    }
+    return 0;
+}
+
+/* Receives exactly len bytes before deadline (the handshake). */
+static int recv_exact(conn_t *c, uint8_t *buf, size_t len,
+                      int64_t deadline_us)
+{
+    while (len) {
+        int rc = wait_fd(c, POLLIN, deadline_us);
+        if (rc)
+            return rc;
+        ssize_t n = recv(c->fd, buf, len, 0);
+        if (n == 0)
+            return PD_ECLOSED;
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return PD_EIO;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Sends one message as chunks with our chunk size. */
+static int send_msg(conn_t *c, uint32_t csid, uint8_t type, uint32_t sid,
+                    const uint8_t *payload, size_t len)
+{
+    int n = rtmp_chunk_write(c->wbuf, sizeof(c->wbuf), csid, type, sid, 0,
+                             payload, len, c->out_chunk_size);
+    if (n < 0) {
+        set_reason(c, "internal: reply too large");
+        return n;
+    }
+    return send_all(c, c->wbuf, (size_t)n);
+}
+
+static int send_control32(conn_t *c, uint8_t type, uint32_t v)
+{
+    uint8_t p[4];
+    put32be(p, v);
+    return send_msg(c, CSID_CONTROL, type, 0, p, 4);
+}
+
+static int send_user_control(conn_t *c, uint16_t event, uint32_t v)
+{
+    uint8_t p[6] = {(uint8_t)(event >> 8), (uint8_t)event};
+    put32be(p + 2, v);
+    return send_msg(c, CSID_CONTROL, RTMP_MSG_USER_CONTROL, 0, p, 6);
+}
+
+static int send_amf(conn_t *c, uint32_t csid, uint32_t sid, amf0_wr_t *w)
+{
+    if (amf0_wr_status(w)) {
+        set_reason(c, "internal: reply does not fit");
+        return PD_ELIMIT;
+    }
+    return send_msg(c, csid, RTMP_MSG_COMMAND_AMF0, sid, w->buf, w->len);
+}
+
+/* onStatus(0, null, {level, code, description}) on message stream sid. */
+static int send_status(conn_t *c, uint32_t sid, const char *level,
+                       const char *code, const char *desc)
+{
+    uint8_t b[512];
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, sizeof(b));
+    amf0_put_cstr(&w, "onStatus");
+    amf0_put_number(&w, 0);
+    amf0_put_null(&w);
+    amf0_put_object_start(&w);
+    amf0_put_prop_cstr(&w, "level", level);
+    amf0_put_prop_cstr(&w, "code", code);
+    amf0_put_prop_cstr(&w, "description", desc);
+    amf0_put_object_end(&w);
+    return send_amf(c, CSID_STATUS, sid, &w);
+}
+
+/* _result(txn, null, undefined|number). */
+static int send_simple_result(conn_t *c, double txn, bool has_num,
+                              double num)
+{
+    uint8_t b[64];
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, sizeof(b));
+    amf0_put_cstr(&w, "_result");
+    amf0_put_number(&w, txn);
+    amf0_put_null(&w);
+    if (has_num)
+        amf0_put_number(&w, num);
+    else
+        amf0_put_undefined(&w);
+    return send_amf(c, CSID_COMMAND, 0, &w);
+}
+
+/* Copies s[0..len) with anything outside [A-Za-z0-9_.-/] replaced, for
+ * logging a value that failed validation. */
+static void sanitize(const char *s, size_t len, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < outlen && i < 32; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+                  ch == '.' || ch == '/';
+        out[n++] = ok ? ch : '?';
+    }
+    out[n] = 0;
+}
+
+/* The part of a publish name before '?': its length. The rest (a key or
+ * token) is never used or logged here. */
+static size_t name_base_len(const char *s, size_t len)
+{
+    const char *q = memchr(s, '?', len);
+    return q ? (size_t)(q - s) : len;
+}
+
+/* 1-64 characters of [A-Za-z0-9_.-], not "." or "..". */
+static bool name_valid(const char *s, size_t len)
+{
+    if (len < 1 || len > NAME_MAX_LEN)
+        return false;
+    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+              ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static int cmd_connect(conn_t *c, double txn, const amf0_value_t *obj)
+{
+    if (c->connected) {
+        set_reason(c, "protocol: second connect");
+        return PD_EPROTO;
+    }
+    size_t alen = 0;
+    const char *app = amf0_str(amf0_get(obj, "app"), &alen);
+    if (app) {
+        alen = name_base_len(app, alen);
+        while (alen > 0 && app[alen - 1] == '/')
+            alen--;
+    }
+    if (!app || alen != 4 || memcmp(app, "live", 4) != 0) {
+        char shown[40];
+        sanitize(app ? app : "", app ? alen : 0, shown, sizeof(shown));
+        uint8_t b[512];
+        amf0_wr_t w;
+        amf0_wr_init(&w, b, sizeof(b));
+        amf0_put_cstr(&w, "_error");
+        amf0_put_number(&w, txn);
+        amf0_put_null(&w);
+        amf0_put_object_start(&w);
+        amf0_put_prop_cstr(&w, "level", "error");
+        amf0_put_prop_cstr(&w, "code", "NetConnection.Connect.Rejected");
+        amf0_put_prop_cstr(&w, "description", "Unknown application.");
+        amf0_put_object_end(&w);
+        send_amf(c, CSID_COMMAND, 0, &w);
+        set_reason(c, "connect rejected: application '%s' is not 'live'",
+                   shown);
+        return PD_EPROTO;
+    }
+    double enc = 0;
+    amf0_num(amf0_get(obj, "objectEncoding"), &enc);
+
+    int rc;
+    if ((rc = send_control32(c, RTMP_MSG_WINDOW_ACK_SIZE, OUR_WINDOW)))
+        return rc;
+    uint8_t bw[5];
+    put32be(bw, OUR_WINDOW);
+    bw[4] = 2; /* dynamic */
+    if ((rc = send_msg(c, CSID_CONTROL, RTMP_MSG_SET_PEER_BW, 0, bw, 5)))
+        return rc;
+    if ((rc = send_control32(c, RTMP_MSG_SET_CHUNK_SIZE, OUR_CHUNK_SIZE)))
+        return rc;
+    c->out_chunk_size = OUR_CHUNK_SIZE;
+
+    uint8_t b[512];
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, sizeof(b));
+    amf0_put_cstr(&w, "_result");
+    amf0_put_number(&w, txn);
+    amf0_put_object_start(&w);
+    amf0_put_prop_cstr(&w, "fmsVer", "FMS/3,0,1,123");
+    amf0_put_prop_number(&w, "capabilities", 31);
+    amf0_put_object_end(&w);
+    amf0_put_object_start(&w);
+    amf0_put_prop_cstr(&w, "level", "status");
+    amf0_put_prop_cstr(&w, "code", "NetConnection.Connect.Success");
+    amf0_put_prop_cstr(&w, "description", "Connection succeeded.");
+    amf0_put_prop_number(&w, "objectEncoding", enc);
+    amf0_put_object_end(&w);
+    if ((rc = send_amf(c, CSID_COMMAND, 0, &w)))
+        return rc;
+    c->connected = true;
+    PD_LOGD(MOD, "%s connected to app live", c->peer);
+    return 0;
+}
+
+static void apply_hints(conn_t *c)
+{
+    if (c->stream && (c->hint_w || c->hint_h || c->hint_fps > 0))
+        pkg_stream_set_hints(c->stream, c->hint_w, c->hint_h, c->hint_fps);
+}
+
+static void unpublish(conn_t *c)
+{
+    if (c->stream)
+        pkg_unpublish(&c->stream);
+    c->stream = NULL;
+}
+
+static int cmd_publish(conn_t *c, uint32_t sid, const amf0_value_t *namev)
+{
+    if (!c->connected) {
+        set_reason(c, "protocol: publish before connect");
+        return PD_EPROTO;
+    }
+    if (c->stream) {
+        set_reason(c, "protocol: second publish on one connection");
+        return PD_EPROTO;
+    }
+    size_t len = 0;
+    const char *raw = amf0_str(namev, &len);
+    size_t blen = raw ? name_base_len(raw, len) : 0;
+    if (!raw || !name_valid(raw, blen)) {
+        send_status(c, sid, "error", "NetStream.Publish.BadName",
+                    "Invalid stream name.");
+        /* the name failed validation: show its length only */
+        set_reason(c, "invalid publish name (%zu bytes before '?')", blen);
+        return PD_EPROTO;
+    }
+    char name[sizeof(c->name)];
+    snprintf(name, sizeof(name), "live/%.*s", (int)blen, raw);
+    pkg_stream_t *s = NULL;
+    int rc = pkg_publish(c->in->pkg, name, c->peer, &s);
+    if (rc == PD_EEXIST) {
+        send_status(c, sid, "error", "NetStream.Publish.BadName",
+                    "Stream already publishing.");
+        set_reason(c, "publish refused: %s already has a publisher", name);
+        return PD_EEXIST;
+    }
+    if (rc) {
+        send_status(c, sid, "error", "NetStream.Publish.Failed",
+                    "Publish refused.");
+        set_reason(c, "publish refused for %s: %s", name, pd_strerror(rc));
+        return rc;
+    }
+    c->stream = s;
+    memcpy(c->name, name, sizeof(c->name));
+    c->ts_video = (flv_ts_t){0};
+    c->ts_audio = (flv_ts_t){0};
+    PD_LOGI(MOD, "%s publishing %s", c->peer, c->name);
+    if ((rc = send_user_control(c, 0 /* StreamBegin */, sid)))
+        return rc;
+    if ((rc = send_status(c, sid, "status", "NetStream.Publish.Start",
+                          "Publishing.")))
+        return rc;
+    apply_hints(c);
+    return 0;
+}
+
+/* onMetaData: width, height, framerate hints. */
+static void take_metadata(conn_t *c, const amf0_value_t *meta)
+{
+    double v;
+    if (amf0_num(amf0_get(meta, "width"), &v) && v > 0 && v <= 16384)
+        c->hint_w = (int)v;
+    if (amf0_num(amf0_get(meta, "height"), &v) && v > 0 && v <= 16384)
+        c->hint_h = (int)v;
+    if ((amf0_num(amf0_get(meta, "framerate"), &v) ||
+         amf0_num(amf0_get(meta, "videoframerate"), &v)) &&
+        v > 0 && v <= 1000)
+        c->hint_fps = v;
+    PD_LOGD(MOD, "%s metadata %dx%d %.3f fps", c->peer, c->hint_w,
+            c->hint_h, c->hint_fps);
+    apply_hints(c);
+}
+
+static bool str_is(const amf0_value_t *v, const char *s)
+{
+    size_t len;
+    const char *p = amf0_str(v, &len);
+    return p && len == strlen(s) && memcmp(p, s, len) == 0;
+}
+
+/* Command (20/17) and data (18/15) messages. */
+static int on_amf_message(conn_t *c, const rtmp_msg_t *m)
+{
+    size_t pos = 0;
+    if (m->type == RTMP_MSG_COMMAND_AMF3 || m->type == RTMP_MSG_DATA_AMF3)
+        pos = 1; /* a leading 0 switches to AMF0 for the whole message */
+    amf0_value_t *v[MAX_CMD_VALUES] = {0};
+    int n = 0, rc = 0;
+    while (n < MAX_CMD_VALUES && pos < m->len) {
+        rc = amf0_decode(m->payload, m->len, &pos, &v[n]);
+        if (rc)
+            break;
+        n++;
+    }
+    if (rc || n == 0 || !amf0_str(v[0], NULL)) {
+        set_reason(c, "protocol: malformed AMF0 in message type %u (%s)",
+                   m->type, rc ? pd_strerror(rc) : "no command name");
+        rc = PD_EPROTO;
+        goto out;
+    }
+    bool data = m->type == RTMP_MSG_DATA_AMF0 || m->type == RTMP_MSG_DATA_AMF3;
+    if (data) {
+        if (str_is(v[0], "@setDataFrame") && n >= 3 &&
+            str_is(v[1], "onMetaData"))
+            take_metadata(c, v[2]);
+        else if (str_is(v[0], "onMetaData") && n >= 2)
+            take_metadata(c, v[1]);
+        goto out;
+    }
+    double txn = 0;
+    if (n >= 2)
+        amf0_num(v[1], &txn);
+    const amf0_value_t *arg3 = n >= 4 ? v[3] : NULL;
+    if (str_is(v[0], "connect")) {
+        rc = cmd_connect(c, txn, n >= 3 ? v[2] : NULL);
+    } else if (str_is(v[0], "releaseStream")) {
+        rc = send_simple_result(c, txn, false, 0);
+    } else if (str_is(v[0], "FCPublish")) {
+        size_t len = 0;
+        const char *raw = amf0_str(arg3, &len);
+        size_t blen = raw ? name_base_len(raw, len) : 0;
+        char desc[NAME_MAX_LEN + 1] = "";
+        if (raw && name_valid(raw, blen))
+            snprintf(desc, sizeof(desc), "%.*s", (int)blen, raw);
+        uint8_t b[512];
+        amf0_wr_t w;
+        amf0_wr_init(&w, b, sizeof(b));
+        amf0_put_cstr(&w, "onFCPublish");
+        amf0_put_number(&w, 0);
+        amf0_put_null(&w);
+        amf0_put_object_start(&w);
+        amf0_put_prop_cstr(&w, "code", "NetStream.Publish.Start");
+        amf0_put_prop_cstr(&w, "description", desc);
+        amf0_put_object_end(&w);
+        rc = send_amf(c, CSID_COMMAND, 0, &w);
+    } else if (str_is(v[0], "createStream")) {
+        rc = send_simple_result(c, txn, true, 1);
+    } else if (str_is(v[0], "publish")) {
+        rc = cmd_publish(c, m->stream_id, arg3);
+    } else if (str_is(v[0], "deleteStream") ||
+               str_is(v[0], "closeStream")) {
+        if (c->stream) {
+            PD_LOGI(MOD, "%s unpublished %s", c->peer, c->name);
+            unpublish(c);
+        }
+    } else if (str_is(v[0], "FCUnpublish")) {
+        /* deleteStream (or the close) ends the publication */
+    } else if (str_is(v[0], "play")) {
+        set_reason(c, "play is not supported (publish-only server)");
+        rc = PD_EUNSUP;
+    } else if (txn > 0) {
+        /* unknown but answerable: a polite empty result */
+        rc = send_simple_result(c, txn, false, 0);
+    }
+out:
+    for (int i = 0; i < n; i++)
+        amf0_free(&v[i]);
+    return rc;
+}
+
+/* ---- media ------------------------------------------------------------- */
+
+static int write_frame(conn_t *c, pkg_media_t media, int64_t dts,
+                       int32_t cts, bool key, const uint8_t *data,
+                       size_t len, int64_t arrival)
+{
+    pkg_frame_t f = {.media = media, .dts_ms = dts, .cts_ms = cts,
+                     .key = key, .data = data, .len = len,
+                     .arrival_us = arrival};
+    int rc = pkg_stream_write(c->stream, &f);
+    if (rc == PD_ECLOSED) {
+        set_reason(c, "packager closed %s", c->name);
+        return rc;
+    }
+    return 0; /* PD_EINVAL: the packager logged it, the stream goes on */
+}
+
+static int on_video(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
+{
+    if (!c->stream || m->len == 0)
+        return 0; /* not publishing (yet / any more), or an empty tag */
+    flv_video_t v;
+    if (flv_parse_video(m->payload, m->len, &v)) {
+        set_reason(c, "protocol: truncated video tag (%u bytes)", m->len);
+        return PD_EPROTO;
+    }
+    if (v.ex_header || v.codec_id != FLV_CODEC_H264) {
+        if (!c->warned_vcodec) {
+            c->warned_vcodec = true;
+            if (v.ex_header)
+                PD_LOGW(MOD, "%s %s: enhanced RTMP video (fourcc %08x) "
+                        "not supported, ignored", c->peer, c->name,
+                        v.fourcc);
+            else
+                PD_LOGW(MOD, "%s %s: video codec id %d not supported, "
+                        "ignored", c->peer, c->name, v.codec_id);
+        }
+        return 0;
+    }
+    if (v.frame_type == FLV_FRAME_COMMAND)
+        return 0;
+    if (v.packet_type == FLV_AVC_SEQ_HEADER) {
+        int rc = pkg_stream_set_config(c->stream, PKG_MEDIA_VIDEO,
+                                       PKG_CODEC_H264, v.data, v.len);
+        if (rc && !c->warned_vcfg) {
+            c->warned_vcfg = true;
+            PD_LOGW(MOD, "%s %s: H.264 sequence header refused: %s",
+                    c->peer, c->name, pd_strerror(rc));
+        }
+        return 0;
+    }
+    if (v.packet_type != FLV_AVC_NALU || v.len == 0)
+        return 0; /* end of sequence, or nothing in it */
+    int64_t dts = flv_ts_unwrap(&c->ts_video, m->timestamp);
+    return write_frame(c, PKG_MEDIA_VIDEO, dts, v.cts_ms,
+                       v.frame_type == FLV_FRAME_KEY, v.data, v.len,
+                       arrival);
+}
+
+static int on_audio(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
+{
+    if (!c->stream || m->len == 0)
+        return 0;
+    flv_audio_t a;
+    if (flv_parse_audio(m->payload, m->len, &a)) {
+        set_reason(c, "protocol: truncated audio tag (%u bytes)", m->len);
+        return PD_EPROTO;
+    }
+    if (a.sound_format != FLV_SOUND_AAC) {
+        if (!c->warned_acodec) {
+            c->warned_acodec = true;
+            PD_LOGW(MOD, "%s %s: audio format %d not supported, ignored",
+                    c->peer, c->name, a.sound_format);
+        }
+        return 0;
+    }
+    if (a.packet_type == FLV_AAC_SEQ_HEADER) {
+        int rc = pkg_stream_set_config(c->stream, PKG_MEDIA_AUDIO,
+                                       PKG_CODEC_AAC, a.data, a.len);
+        if (rc && !c->warned_acfg) {
+            c->warned_acfg = true;
+            PD_LOGW(MOD, "%s %s: AAC sequence header refused: %s", c->peer,
+                    c->name, pd_strerror(rc));
+        }
+        return 0;
+    }
+    if (a.packet_type != FLV_AAC_RAW || a.len == 0)
+        return 0;
+    int64_t dts = flv_ts_unwrap(&c->ts_audio, m->timestamp);
+    return write_frame(c, PKG_MEDIA_AUDIO, dts, 0, true, a.data, a.len,
+                       arrival);
+}
+
+static int on_message(conn_t *c, const rtmp_msg_t *m)
+{
+    int64_t arrival = pd_wall_us();
+    switch (m->type) {
+    case RTMP_MSG_SET_CHUNK_SIZE: /* applied by the parser */
+    case RTMP_MSG_ABORT:
+    case RTMP_MSG_ACK:
+    case RTMP_MSG_SET_PEER_BW:
+        return 0;
+    case RTMP_MSG_WINDOW_ACK_SIZE:
+        if (m->len < 4) {
+            set_reason(c, "protocol: short Window Acknowledgement Size");
+            return PD_EPROTO;
+        }
+        c->ack_window = get32be(m->payload);
+        return 0;
+    case RTMP_MSG_USER_CONTROL:
+        /* PingRequest (6) -> PingResponse (7) with the same time */
+        if (m->len >= 6 && m->payload[0] == 0 && m->payload[1] == 6)
+            return send_user_control(c, 7, get32be(m->payload + 2));
+        return 0;
+    case RTMP_MSG_AUDIO:
+        return on_audio(c, m, arrival);
+    case RTMP_MSG_VIDEO:
+        return on_video(c, m, arrival);
+    case RTMP_MSG_COMMAND_AMF0:
+    case RTMP_MSG_COMMAND_AMF3:
+    case RTMP_MSG_DATA_AMF0:
+    case RTMP_MSG_DATA_AMF3:
+        return on_amf_message(c, m);
+    case RTMP_MSG_AGGREGATE:
+        if (!c->warned_aggr) {
+            c->warned_aggr = true;
+            PD_LOGW(MOD, "%s: aggregate messages not supported, ignored",
+                    c->peer);
+        }
+        return 0;
+    default:
+        PD_LOGD(MOD, "%s: message type %u ignored", c->peer, m->type);
+        return 0;
+    }
+}
+
+/* ---- connection thread ------------------------------------------------- */
+
+static int handshake(conn_t *c)
+{
+    int64_t deadline =
+        pd_mono_us() + (int64_t)c->in->cfg->rtmp_handshake_timeout_ms * 1000;
+    uint8_t c0c1[1 + RTMP_HS_SIZE];
+    int rc = recv_exact(c, c0c1, sizeof(c0c1), deadline);
+    if (rc == 0 && c0c1[0] != 3) {
+        set_reason(c, "handshake: unsupported RTMP version %u", c0c1[0]);
+        return PD_EPROTO;
+    }
+    uint8_t out[1 + 2 * RTMP_HS_SIZE];
+    bool digest = false;
+    if (rc == 0 &&
+        rtmp_hs_response(c0c1 + 1, (uint32_t)(pd_mono_us() / 1000), out,
+                         &digest)) {
+        set_reason(c, "handshake: crypto failure");
+        return PD_ERR;
+    }
+    if (rc == 0 && (rc = send_all(c, out, sizeof(out))))
+        return rc;
+    uint8_t c2[RTMP_HS_SIZE];
+    if (rc == 0)
+        rc = recv_exact(c, c2, sizeof(c2), deadline);
+    if (rc == PD_ETIMEDOUT)
+        set_reason(c, "handshake timed out");
+    else if (rc == PD_ECLOSED && atomic_load(&c->in->stopping))
+        set_reason(c, "server stopping");
+    else if (rc == PD_ECLOSED)
+        set_reason(c, "peer left during the handshake");
+    else if (rc)
+        set_reason(c, "handshake: receive failed");
+    if (rc == 0)
+        PD_LOGD(MOD, "%s handshake done (%s)", c->peer,
+                digest ? "digest" : "plain");
+    return rc;
+}
+
+/* Feeds rbuf to the parser and handles every complete message. */
+static int drain(conn_t *c)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (rc == 0) {
+        size_t used = 0;
+        rtmp_msg_t m;
+        int r = rtmp_chunk_parse(&c->parser, c->rbuf + off, c->rlen - off,
+                                 &used, &m);
+        off += used;
+        if (r == 1) {
+            rc = on_message(c, &m);
+        } else if (r == 0) {
+            break;
+        } else {
+            set_reason(c, "%s in the chunk stream",
+                       r == PD_ELIMIT ? "limit hit" : pd_strerror(r));
+            rc = r;
+        }
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    return rc;
+}
+
+static void serve(conn_t *c)
+{
+    if (handshake(c))
+        return;
+    const pd_config_t *cfg = c->in->cfg;
+    int64_t idle_us = (int64_t)cfg->rtmp_idle_timeout_ms * 1000;
+    int64_t deadline = pd_mono_us() + idle_us;
+    for (;;) {
+        int rc = wait_fd(c, POLLIN, deadline);
+        if (rc == PD_ETIMEDOUT) {
+            set_reason(c, "idle for %d ms", cfg->rtmp_idle_timeout_ms);
+            return;
+        }
+        if (rc == PD_ECLOSED) {
+            set_reason(c, "server stopping");
+            return;
+        }
+        if (rc) {
+            set_reason(c, "poll failed");
+            return;
+        }
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen,
+                         0);
+        if (n == 0) {
+            if (atomic_load(&c->in->stopping))
+                set_reason(c, "server stopping");
+            return; /* the peer left */
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            set_reason(c, "receive failed: %s", strerror(errno));
+            return;
+        }
+        deadline = pd_mono_us() + idle_us;
+        c->rlen += (size_t)n;
+        c->bytes_in += (uint64_t)n;
+        if (c->ack_window && c->bytes_in - c->acked >= c->ack_window) {
+            c->acked = c->bytes_in;
+            if (send_control32(c, RTMP_MSG_ACK, (uint32_t)c->bytes_in))
+                return;
+        }
+        if (drain(c))
+            return;
+    }
+}
+
+static void *conn_main(void *arg)
+{
+    conn_t *c = arg;
+    ingest_t *in = c->in;
+    serve(c);
+    bool published = c->stream != NULL;
+    if (c->reason[0])
+        PD_LOGI(MOD, "%s%s%s closed: %s", c->peer, published ? " " : "",
+                published ? c->name : "", c->reason);
+    else
+        PD_LOGI(MOD, "%s%s%s disconnected", c->peer, published ? " " : "",
+                published ? c->name : "");
+    unpublish(c);
+    rtmp_chunk_parser_free(&c->parser);
+
+    pthread_mutex_lock(&in->mu);
+    for (conn_t **pp = &in->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    close(c->fd);
+    in->nconns--;
+    free(c);
+    pthread_cond_broadcast(&in->cv);
+    pthread_mutex_unlock(&in->mu);
+    return NULL;
+}
+
+/* ---- accept thread ----------------------------------------------------- */
+
+static void accept_one(ingest_t *in)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = accept4(in->lfd, (struct sockaddr *)&ss, &sl,
+                     SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+            errno != ECONNABORTED) {
+            PD_LOGW(MOD, "accept failed: %s", strerror(errno));
+            usleep(100 * 1000); /* e.g. EMFILE: do not spin */
+        }
+        return;
+    }
+    char peer[96];
+    format_peer((struct sockaddr *)&ss, sl, peer, sizeof(peer));
+
+    pthread_mutex_lock(&in->mu);
+    bool full = in->nconns >= in->cfg->max_publishers;
+    pthread_mutex_unlock(&in->mu);
+    if (full) {
+        PD_LOGW(MOD, "%s refused: max_publishers (%d) connections open",
+                peer, in->cfg->max_publishers);
+        close(fd);
+        return;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        PD_LOGE(MOD, "%s refused: out of memory", peer);
+        close(fd);
+        return;
+    }
+    c->in = in;
+    c->fd = fd;
+    memcpy(c->peer, peer, sizeof(c->peer));
+    c->out_chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
+    c->ack_window = OUR_WINDOW; /* until the peer announces its own */
+    rtmp_chunk_parser_init(&c->parser, (uint32_t)in->cfg->rtmp_max_chunk_size,
+                           (uint32_t)in->cfg->rtmp_max_message_size);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&in->mu);
+    c->next = in->conns;
+    in->conns = c;
+    in->nconns++;
+    pthread_t th;
+    int err = pthread_create(&th, &attr, conn_main, c);
+    if (err) {
+        in->conns = c->next;
+        in->nconns--;
+    }
+    pthread_mutex_unlock(&in->mu);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        PD_LOGE(MOD, "%s refused: cannot start a thread: %s", peer,
+                strerror(err));
+        close(fd);
+        free(c);
+        return;
+    }
+    PD_LOGD(MOD, "%s connected", peer);
+}
+
+static void *accept_main(void *arg)
+{
+    ingest_t *in = arg;
+    while (!atomic_load(&in->stopping)) {
+        struct pollfd pfd[2] = {{.fd = in->lfd, .events = POLLIN},
+                                {.fd = in->wake[0], .events = POLLIN}};
+        int r = poll(pfd, 2, POLL_SLICE_MS);
+        if (r <= 0)
+            continue;
+        if (pfd[1].revents)
+            break;
+        if (pfd[0].revents)
+            accept_one(in);
+    }
+    return NULL;
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
+{
+    *out = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", cfg->rtmp_port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST |
+                                         AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(cfg->bind_addr, portstr, &hints, &ai);
+    if (gai != 0 || !ai) {
+        PD_LOGE(MOD, "bad bind address %s: %s", cfg->bind_addr,
+                gai_strerror(gai));
+        return PD_EINVAL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
+    if (fd < 0) {
+        PD_LOGE(MOD, "socket: %s", strerror(errno));
+        freeaddrinfo(ai);
+        return PD_EIO;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+        PD_LOGE(MOD, "cannot listen on %s:%d: %s", cfg->bind_addr,
+                cfg->rtmp_port, strerror(errno));
+        close(fd);
+        freeaddrinfo(ai);
+        return PD_EIO;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        port = ss.ss_family == AF_INET6
+                   ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+
+    ingest_t *in = calloc(1, sizeof(*in));
+    if (!in) {
+        close(fd);
+        return PD_ENOMEM;
+    }
+    in->cfg = cfg;
+    in->pkg = pkg;
+    in->lfd = fd;
+    in->port = port;
+    atomic_init(&in->stopping, false);
+    if (pipe2(in->wake, O_CLOEXEC) < 0) {
+        PD_LOGE(MOD, "pipe: %s", strerror(errno));
+        close(fd);
+        free(in);
+        return PD_EIO;
+    }
+    pthread_mutex_init(&in->mu, NULL);
+    pthread_cond_init(&in->cv, NULL);
+    int err = pthread_create(&in->acceptor, NULL, accept_main, in);
+    if (err) {
+        PD_LOGE(MOD, "cannot start the accept thread: %s", strerror(err));
+        close(in->wake[0]);
+        close(in->wake[1]);
+        close(fd);
+        pthread_mutex_destroy(&in->mu);
+        pthread_cond_destroy(&in->cv);
+        free(in);
+        return PD_ERR;
+    }
+    PD_LOGI(MOD, "listening on %s:%d", cfg->bind_addr, port);
+    *out = in;
+    return 0;
+}
+
+int ingest_port(const ingest_t *in)
+{
+    return in ? in->port : 0;
+}
+
+void ingest_stop(ingest_t **inp)
+{
+    if (!inp || !*inp)
+        return;
+    ingest_t *in = *inp;
+    atomic_store(&in->stopping, true);
+    ssize_t w = write(in->wake[1], "x", 1);
+    (void)w; /* the accept loop also polls the flag every second */
+    pthread_join(in->acceptor, NULL);
+    close(in->lfd);
+
+    /* Wake every connection thread; each unpublishes, closes and leaves.
+     * The wait has a deadline per round; a thread stuck in the packager
+     * is reported, and waited for (its memory is still in use). */
+    pthread_mutex_lock(&in->mu);
+    for (conn_t *c = in->conns; c; c = c->next)
+        shutdown(c->fd, SHUT_RDWR);
+    int64_t start = pd_mono_us();
+    int rounds = 0;
+    while (in->nconns > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+        if (in->nconns > 0 && ++rounds % 5 == 0)
+            PD_LOGW(MOD, "stopping: still waiting for %d connection(s) "
+                    "after %lld ms", in->nconns,
+                    (long long)((pd_mono_us() - start) / 1000));
+    }
+    pthread_mutex_unlock(&in->mu);
+
+    close(in->wake[0]);
+    close(in->wake[1]);
+    pthread_mutex_destroy(&in->mu);
+    pthread_cond_destroy(&in->cv);
+    free(in);
+    *inp = NULL;
+}

@@ -1,0 +1,525 @@
+/*
+ * packager/index.c - the segment/part index of each rendition.
+ *
+ * A rendition keeps its retained segments oldest first in segs[]; the last
+ * one may be in progress (r->cur). Publishing a part appends it (and, for
+ * the last part, completes the segment: its bytes become the parts
+ * concatenated, built once), slides the window, drops what has been out of
+ * the playlist long enough, re-renders every playlist of the stream (the
+ * rendition reports change) and wakes the waiters whose condition became
+ * true. Everything here runs under stream->lock except the waking.
+ *
+ * Invariants: MSNs of a rendition increase by one; parts and segments are
+ * immutable once published; a part stays retrievable >= 3 x TD after it
+ * left the playlist, a segment >= max(3 x TD, its duration + the window)
+ * after it left; the counts are bounded (PKG_RETAIN_EXTRA beyond the
+ * window). TD is fixed when the stream's first segment completes.
+ */
+#include "pkg_int.h"
+
+#include "../core/clock.h"
+#include "../core/err.h"
+#include "../core/log.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t ticks_us(const pkg_rend_t *r, int64_t t)
+{
+    return r->timescale > 0 ? t * 1000000 / r->timescale : 0;
+}
+
+pkg_seg_t *pkg_idx_find(const pkg_rend_t *r, int64_t msn)
+{
+    for (int i = r->nsegs - 1; i >= 0; i--) {
+        if (r->segs[i]->msn == msn)
+            return r->segs[i];
+        if (r->segs[i]->msn < msn)
+            break;
+    }
+    return NULL;
+}
+
+static void seg_free(pkg_seg_t *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->nparts; i++)
+        pd_buf_unref(&g->parts[i].buf);
+    free(g->parts);
+    pd_buf_unref(&g->buf);
+    free(g);
+}
+
+void pkg_rend_free(pkg_rend_t *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->nsegs; i++)
+        seg_free(r->segs[i]);
+    free(r->segs);
+    for (int i = 0; i < r->ninits; i++)
+        pd_buf_unref(&r->inits[i].buf);
+    pd_buf_unref(&r->pl_full);
+    pd_buf_unref(&r->pl_delta);
+    pkg_cmaf_close(&r->mux);
+    pkg_writer_free_rend(r);
+    free(r->extradata);
+    free(r);
+}
+
+pkg_seg_t *pkg_idx_begin(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
+                         int64_t start, int64_t pdt_us, bool disc,
+                         unsigned init_id)
+{
+    pkg_seg_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->msn = msn;
+    g->start = start;
+    g->pdt_us = pdt_us;
+    g->discontinuity = disc;
+    g->init_id = init_id;
+    g->removed_edge_us = -1;
+    g->parts_gone_edge_us = -1;
+    pthread_mutex_lock(&s->lock);
+    const pkg_seg_t *prev = r->nsegs ? r->segs[r->nsegs - 1] : NULL;
+    g->disc_seq = (prev ? prev->disc_seq : 0) + (disc ? 1 : 0);
+    if (r->nsegs == r->segs_cap) {
+        int ncap = r->segs_cap ? r->segs_cap * 2 : 32;
+        pkg_seg_t **n = realloc(r->segs, (size_t)ncap * sizeof(*n));
+        if (!n) {
+            pthread_mutex_unlock(&s->lock);
+            free(g);
+            return NULL;
+        }
+        r->segs = n;
+        r->segs_cap = ncap;
+    }
+    r->segs[r->nsegs++] = g;
+    r->cur = g;
+    pthread_mutex_unlock(&s->lock);
+    return g;
+}
+
+void pkg_idx_add_init(pkg_stream_t *s, pkg_rend_t *r, unsigned id,
+                      pd_buf_t **init)
+{
+    pthread_mutex_lock(&s->lock);
+    if (r->ninits == PKG_MAX_INITS) {
+        pd_buf_unref(&r->inits[0].buf);
+        memmove(&r->inits[0], &r->inits[1],
+                (PKG_MAX_INITS - 1) * sizeof(r->inits[0]));
+        r->ninits--;
+    }
+    r->inits[r->ninits].id = id;
+    r->inits[r->ninits].buf = *init;
+    r->ninits++;
+    *init = NULL;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- window and retention --------------------------------------------- */
+
+static void slide_window(pkg_stream_t *s, pkg_rend_t *r)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    int64_t td_us = (int64_t)(s->td_s > 0 ? s->td_s : 1) * 1000000;
+    int first = -1, ncomplete = 0;
+    int64_t listed_us = 0;
+    for (int i = 0; i < r->nsegs; i++) {
+        pkg_seg_t *g = r->segs[i];
+        if (!g->complete || g->msn < r->first_listed)
+            continue;
+        if (first < 0)
+            first = i;
+        ncomplete++;
+        listed_us += ticks_us(r, g->dur);
+    }
+    /* keep >= window_segments and >= 3 x TD of content listed */
+    while (first >= 0 && first < r->nsegs && ncomplete > cfg->window_segments) {
+        pkg_seg_t *g = r->segs[first];
+        if (!g->complete)
+            break;
+        int64_t d = ticks_us(r, g->dur);
+        if (listed_us - d < 3 * td_us && ncomplete <= 1000)
+            break;
+        g->removed_edge_us = r->edge_us;
+        if (g->parts_gone_edge_us < 0)
+            g->parts_gone_edge_us = r->edge_us;
+        listed_us -= d;
+        ncomplete--;
+        first++;
+        r->first_listed = first < r->nsegs ? r->segs[first]->msn
+                                           : r->last_msn + 1;
+    }
+    /* parts listed only for the last part_window_segments complete ones */
+    int seen = 0;
+    for (int i = r->nsegs - 1; i >= 0; i--) {
+        pkg_seg_t *g = r->segs[i];
+        if (!g->complete)
+            continue;
+        if (++seen > cfg->part_window_segments && g->parts_gone_edge_us < 0)
+            g->parts_gone_edge_us = r->edge_us;
+    }
+    /* listed duration, for the segments' availability after removal */
+    int64_t window_us = listed_us;
+    int64_t keep_min = 3 * td_us + 1000000;
+    int drop = 0;
+    int cap = cfg->window_segments + PKG_RETAIN_EXTRA;
+    for (int i = 0; i < r->nsegs; i++) {
+        pkg_seg_t *g = r->segs[i];
+        if (g->removed_edge_us < 0)
+            break;
+        int64_t keep = window_us + ticks_us(r, g->dur) + 1000000;
+        if (keep < keep_min)
+            keep = keep_min;
+        if (r->edge_us - g->removed_edge_us > keep || r->nsegs - drop > cap)
+            drop = i + 1;
+        else
+            break;
+    }
+    for (int i = 0; i < drop; i++)
+        seg_free(r->segs[i]);
+    if (drop) {
+        memmove(r->segs, r->segs + drop,
+                (size_t)(r->nsegs - drop) * sizeof(r->segs[0]));
+        r->nsegs -= drop;
+    }
+    for (int i = 0; i < r->nsegs; i++) {
+        pkg_seg_t *g = r->segs[i];
+        if (g->parts_gone_edge_us < 0)
+            break;
+        if (r->edge_us - g->parts_gone_edge_us > keep_min)
+            for (int j = 0; j < g->nparts; j++)
+                pd_buf_unref(&g->parts[j].buf);
+    }
+}
+
+static int complete_segment(pkg_stream_t *s, pkg_rend_t *r, pkg_seg_t *g)
+{
+    size_t total = 0;
+    for (int i = 0; i < g->nparts; i++)
+        total += g->parts[i].buf ? g->parts[i].buf->len : 0;
+    pd_buf_t *b = pd_buf_new(total);
+    if (!b)
+        return PD_ENOMEM;
+    size_t off = 0;
+    for (int i = 0; i < g->nparts; i++) {
+        if (!g->parts[i].buf)
+            continue;
+        memcpy(b->data + off, g->parts[i].buf->data, g->parts[i].buf->len);
+        off += g->parts[i].buf->len;
+    }
+    g->buf = b;
+    g->complete = true;
+    r->last_msn = g->msn;
+    r->edge_us += ticks_us(r, g->dur);
+    r->total_dur += g->dur;
+    r->total_frames += g->frames;
+    if (r->first_listed == 0)
+        r->first_listed = g->msn;
+    if (s->td_s == 0) {
+        const pd_config_t *cfg = s->pkg->cfg;
+        int td = (cfg->segment_target_ms + 999) / 1000;
+        int r1 = (int)floor((double)g->dur / r->timescale + 0.5);
+        s->td_s = td > r1 ? td : r1;
+        if (s->td_s < 1)
+            s->td_s = 1;
+        PD_LOGI(PKG_MOD, "%s: target duration %d s", s->name, s->td_s);
+    }
+    slide_window(s, r);
+    return PD_OK;
+}
+
+/* ---- readiness -------------------------------------------------------- */
+
+static bool pos_ge(int64_t am, int64_t ap, int64_t bm, int64_t bp)
+{
+    return am > bm || (am == bm && ap >= bp);
+}
+
+bool pkg_idx_playlist_ready(const pkg_rend_t *r, int64_t msn, int64_t part)
+{
+    if (part < 0)
+        return r->last_msn >= msn;
+    for (int guard = 0; guard < 1000000; guard++) {
+        if (r->last_msn >= msn) {
+            const pkg_seg_t *g = pkg_idx_find(r, msn);
+            if (!g || part < g->nparts)
+                return true;
+            msn++; /* past the final part: treat as (M+1, 0) */
+            part = 0;
+            continue;
+        }
+        return r->pm >= 0 && pos_ge(r->pm, r->pn, msn, part);
+    }
+    return true;
+}
+
+static bool part_settled(const pkg_rend_t *r, int64_t msn, int64_t part)
+{
+    if (r->last_msn >= msn)
+        return true;
+    return r->pm >= 0 && pos_ge(r->pm, r->pn, msn, part);
+}
+
+bool pkg_idx_waiter_ready(const pkg_stream_t *s, const pkg_rend_t *r,
+                          const pkg_waiter_t *w)
+{
+    if (s->removed || s->state == PKG_ENDED)
+        return true;
+    switch (w->kind) {
+    case PKG_W_MV:
+        return s->mv != NULL;
+    case PKG_W_CONTENT:
+        return r && r->pl_full != NULL;
+    case PKG_W_PLAYLIST:
+        return r && r->pl_full && pkg_idx_playlist_ready(r, w->msn, w->part);
+    case PKG_W_PART:
+        return r && part_settled(r, w->msn, w->part);
+    default:
+        return true;
+    }
+}
+
+/* ---- rendering -------------------------------------------------------- */
+
+static double snap_fps(double f)
+{
+    static const double common[] = {23.976, 24, 25, 29.97, 30, 48, 50,
+                                    59.94, 60, 120};
+    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+        if (fabs(f - common[i]) <= common[i] * 0.01)
+            return common[i];
+    return floor(f * 1000 + 0.5) / 1000;
+}
+
+static void render_mv(pkg_stream_t *s)
+{
+    pkg_rend_t *lead = s->rends[s->lead];
+    if (!lead || lead->last_msn == 0)
+        return;
+    pl_mv_t mv = {0};
+    pkg_rend_t *v = NULL, *a = NULL;
+    for (int i = 0; i < s->nrends; i++) {
+        if (s->rends[i]->media == PKG_MEDIA_VIDEO && !v)
+            v = s->rends[i];
+        else if (s->rends[i]->media == PKG_MEDIA_AUDIO && !a)
+            a = s->rends[i];
+    }
+    mv.has_video = v != NULL;
+    mv.has_audio = a != NULL;
+    if (v) {
+        mv.video_codecs = v->codecs;
+        mv.width = v->width;
+        mv.height = v->height;
+        if (v->total_dur > 0 && v->total_frames > 0)
+            mv.fps = snap_fps((double)v->total_frames * v->timescale /
+                              (double)v->total_dur);
+    }
+    if (a)
+        mv.audio_codecs = a->codecs;
+    /* peak: max over the listed segments of the lead of (all renditions'
+     * bytes for that msn) / duration; average: bytes ever / duration */
+    double peak = 0;
+    for (int i = 0; i < lead->nsegs; i++) {
+        const pkg_seg_t *g = lead->segs[i];
+        if (!g->complete || g->msn < lead->first_listed || g->dur <= 0)
+            continue;
+        double bytes = (double)g->bytes;
+        for (int k = 0; k < s->nrends; k++) {
+            if (s->rends[k] == lead)
+                continue;
+            const pkg_seg_t *o = pkg_idx_find(s->rends[k], g->msn);
+            if (o && o->complete)
+                bytes += (double)o->bytes;
+            else if (s->rends[k]->total_dur > 0) /* estimate from its rate */
+                bytes += (double)s->rends[k]->total_bytes *
+                         ((double)g->dur / lead->timescale) /
+                         ((double)s->rends[k]->total_dur /
+                          s->rends[k]->timescale);
+        }
+        double bps = bytes * 8.0 / ((double)g->dur / lead->timescale);
+        if (bps > peak)
+            peak = bps;
+    }
+    double avg = 0;
+    for (int k = 0; k < s->nrends; k++) {
+        const pkg_rend_t *o = s->rends[k];
+        if (o->total_dur > 0)
+            avg += (double)o->total_bytes * 8.0 /
+                   ((double)o->total_dur / o->timescale);
+    }
+    mv.bandwidth = (int64_t)ceil(peak);
+    mv.avg_bandwidth = (int64_t)ceil(avg);
+    if (mv.avg_bandwidth > mv.bandwidth)
+        mv.bandwidth = mv.avg_bandwidth;
+    pd_buf_t *b = NULL;
+    if (pl_render_multivariant(&mv, &b) == PD_OK) {
+        pd_buf_unref(&s->mv);
+        s->mv = b;
+    }
+}
+
+static void render_rend(pkg_stream_t *s, pkg_rend_t *r)
+{
+    if (r->last_msn == 0 || r->first_listed == 0 || s->td_s == 0)
+        return;
+    const pd_config_t *cfg = s->pkg->cfg;
+    bool ended = s->state == PKG_ENDED;
+    int first = -1, nparts = 0;
+    for (int i = 0; i < r->nsegs; i++) {
+        if (r->segs[i]->msn >= r->first_listed && first < 0)
+            first = i;
+        if (first >= 0)
+            nparts += r->segs[i]->nparts;
+    }
+    if (first < 0)
+        return;
+    int n = r->nsegs - first;
+    pl_seg_t *segs = calloc((size_t)n, sizeof(*segs));
+    pl_part_t *parts = calloc((size_t)(nparts ? nparts : 1), sizeof(*parts));
+    pl_report_t reports[PKG_MAX_RENDS];
+    if (!segs || !parts) {
+        free(segs);
+        free(parts);
+        return;
+    }
+    int ns = 0, np = 0;
+    for (int i = first; i < r->nsegs; i++) {
+        const pkg_seg_t *g = r->segs[i];
+        if (!g->complete && (ended || g->nparts == 0))
+            continue;
+        pl_seg_t *o = &segs[ns++];
+        o->msn = g->msn;
+        o->complete = g->complete;
+        o->dur = (double)g->dur / r->timescale;
+        o->pdt_us = g->pdt_us;
+        o->discontinuity = g->discontinuity;
+        o->init_id = g->init_id;
+        bool list_parts = !g->complete ||
+                          g->msn > r->last_msn - cfg->part_window_segments;
+        if (list_parts && g->nparts > 0) {
+            o->parts = &parts[np];
+            o->nparts = g->nparts;
+            for (int j = 0; j < g->nparts; j++) {
+                parts[np].dur = (double)g->parts[j].dur / r->timescale;
+                parts[np].independent = g->parts[j].independent;
+                np++;
+            }
+        }
+    }
+    pl_media_t m = {0};
+    m.target_s = s->td_s;
+    m.part_target_ms = cfg->part_target_ms;
+    m.segs = segs;
+    m.nsegs = ns;
+    m.disc_seq = r->segs[first]->disc_seq -
+                 (r->segs[first]->discontinuity ? 1 : 0);
+    m.ended = ended;
+    if (r->cur && !r->cur->complete) {
+        m.hint_msn = r->cur->msn;
+        m.hint_part = r->cur->nparts;
+    } else {
+        m.hint_msn = r->last_msn + 1;
+        m.hint_part = 0;
+    }
+    int nr = 0;
+    for (int k = 0; k < s->nrends; k++) {
+        const pkg_rend_t *o = s->rends[k];
+        if (o == r || o->pm < 0)
+            continue;
+        reports[nr].rendition = o->name;
+        reports[nr].last_msn = o->pm;
+        reports[nr].last_part = o->pn;
+        nr++;
+    }
+    m.reports = reports;
+    m.nreports = nr;
+    pd_buf_t *full = NULL, *delta = NULL;
+    if (pl_render_media(&m, false, &full) == PD_OK) {
+        pd_buf_unref(&r->pl_full);
+        r->pl_full = full;
+    }
+    if (!ended && pl_render_media(&m, true, &delta) == PD_OK) {
+        pd_buf_unref(&r->pl_delta);
+        r->pl_delta = delta;
+    } else if (ended) {
+        pd_buf_unref(&r->pl_delta);
+        r->pl_delta = pd_buf_ref(r->pl_full);
+    }
+    free(segs);
+    free(parts);
+}
+
+void pkg_idx_render_all(pkg_stream_t *s)
+{
+    for (int i = 0; i < s->nrends; i++)
+        render_rend(s, s->rends[i]);
+    render_mv(s);
+}
+
+/* ---- publication ------------------------------------------------------ */
+
+int pkg_idx_publish(pkg_stream_t *s, pkg_rend_t *r, pd_buf_t **part,
+                    int64_t dur, int64_t frames, bool indep, bool complete)
+{
+    int rc = PD_OK;
+    pkg_waiter_t *fire = NULL;
+    pthread_mutex_lock(&s->lock);
+    pkg_seg_t *g = r->cur;
+    if (!g) {
+        pthread_mutex_unlock(&s->lock);
+        pd_buf_unref(part);
+        return PD_EINVAL;
+    }
+    if (part && *part) {
+        if (g->nparts == g->cap) {
+            int ncap = g->cap ? g->cap * 2 : 8;
+            pkg_part_t *n = realloc(g->parts, (size_t)ncap * sizeof(*n));
+            if (!n) {
+                pthread_mutex_unlock(&s->lock);
+                pd_buf_unref(part);
+                return PD_ENOMEM;
+            }
+            g->parts = n;
+            g->cap = ncap;
+        }
+        pkg_part_t *p = &g->parts[g->nparts];
+        p->buf = *part;
+        *part = NULL;
+        p->dur = dur;
+        p->independent = indep;
+        g->dur += dur;
+        g->bytes += (int64_t)p->buf->len;
+        g->frames += frames;
+        r->total_bytes += (int64_t)p->buf->len;
+        r->pm = g->msn;
+        r->pn = g->nparts;
+        g->nparts++;
+        atomic_fetch_add(&s->pkg->parts_published, 1);
+        atomic_store(&s->pkg->last_publish_us, pd_mono_us());
+    }
+    if (complete) {
+        if (g->nparts > 0)
+            rc = complete_segment(s, r, g);
+        if (g->nparts == 0 || rc) {
+            /* nothing published in it: forget it */
+            if (r->nsegs && r->segs[r->nsegs - 1] == g)
+                r->nsegs--;
+            seg_free(g);
+        }
+        r->cur = NULL;
+    }
+    pkg_idx_render_all(s);
+    pkg_waiters_collect(s, r, &r->waiters, PKG_WAKE_READY, false, &fire);
+    if (s->mv)
+        pkg_waiters_collect(s, NULL, &s->mv_waiters, PKG_WAKE_READY, false,
+                            &fire);
+    pthread_mutex_unlock(&s->lock);
+    pkg_waiters_fire(s->pkg, fire);
+    return rc;
+}
