@@ -38,6 +38,20 @@
  * was not yet requested, so httpd_stop() can check that none is left
  * before MHD_stop_daemon() (which aborts on a suspended connection).
  *
+ * Requests are answered once complete (the second handler call): a
+ * response queued at the first call makes libmicrohttpd close the
+ * connection, and CDN edges and players want keep-alive.
+ *
+ * Cache-Control (HLS2 App. B.1; the checklist's section 2): init, parts
+ * and segments "public, max-age=<cache_media_s>, immutable"; a blocking
+ * playlist answer 6*TD (its URL names the state it describes); a plain
+ * playlist reload, the multivariant and an ended playlist TD/2 rounded
+ * down, at least 1 s (DESIGN's "about one part" would be 0 s at the
+ * defaults; TD/2 is MediaPackage's and B.1's figure); errors (400, 404,
+ * 405, 503) <cache_error_s>; /streams.json and the page no-cache;
+ * hls.min.js one hour. Every answer carries Access-Control-Allow-Origin:
+ * * and Access-Control-Expose-Headers: Age, and never an Age header.
+ *
  * Logging: nothing per request at info level; refused or odd requests at
  * debug level only, with the path (sanitised) and never the query string,
  * which may carry tokens.
@@ -76,6 +90,9 @@
 #define HTTPD_MAX_RELOOKUPS 64
 /* How long httpd_stop() waits for suspended requests to be resumed. */
 #define HTTPD_STOP_WAIT_US (5 * 1000000)
+/* How long it then lets resumed requests send their 503 (or a transfer
+ * finish) before the daemon closes every connection. */
+#define HTTPD_DRAIN_WAIT_US (1 * 1000000)
 
 struct httpd_s {
     const pd_config_t *cfg; /* borrowed */
@@ -84,6 +101,7 @@ struct httpd_s {
     int port;             /* bound port */
     pd_buf_t *hlsjs;      /* hls.min.js, NULL if missing */
     atomic_int suspended; /* suspended, resume not yet requested */
+    atomic_int inflight;  /* httpd_req_t allocated, not yet completed */
     atomic_bool running;  /* daemon started: MHD's logs go to debug */
 };
 
@@ -435,6 +453,7 @@ static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
     httpd_req_t *req = calloc(1, sizeof(*req));
     if (!req)
         return reply_503(h, c, true);
+    atomic_fetch_add(&h->inflight, 1);
     req->h = h;
     req->conn = c;
     req->route = route;
@@ -507,7 +526,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    httpd_t *h = cls;
     (void)c;
     (void)toe;
     httpd_req_t *req = *req_cls;
@@ -517,6 +536,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     /* No waiter refers to req any more: it was either never registered,
      * or woken (the connection is resumed only by or after the wake). */
     free(req);
+    atomic_fetch_sub(&h->inflight, 1);
 }
 
 static size_t unescape_cb(void *cls, struct MHD_Connection *c, char *s)
@@ -601,6 +621,7 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out)
     h->cfg = cfg;
     h->pkg = pkg;
     atomic_init(&h->suspended, 0);
+    atomic_init(&h->inflight, 0);
     atomic_init(&h->running, false);
 
     char path[600];
@@ -693,6 +714,11 @@ void httpd_stop(httpd_t **hp)
         *hp = NULL;
         return;
     }
+    /* Resumed waiters answer 503 on their daemon thread: let them, so
+     * clients see an answer rather than a reset. */
+    until = pd_mono_us() + HTTPD_DRAIN_WAIT_US;
+    while (atomic_load(&h->inflight) > 0 && pd_mono_us() < until)
+        usleep(10000);
     MHD_stop_daemon(h->daemon);
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock); /* quiesced: ours to close, after the stop */

@@ -183,6 +183,7 @@ typedef struct rtmp_chunk_parser_s {
     rtmp_cs_t *cur;          /* inside a chunk's payload: its stream */
     uint32_t chunk_left;     /* bytes of that payload still to come */
     rtmp_cs_t *shrink;       /* release its large buffer on the next call */
+    const char *error;       /* static text of the error returned, for logs */
 } rtmp_chunk_parser_t;
 
 /* Sets up a parser (chunk size 128). Limits in bytes. */

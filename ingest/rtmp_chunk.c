@@ -46,6 +46,12 @@ static uint32_t rd32le(const uint8_t *p)
            ((uint32_t)p[1] << 8) | p[0];
 }
 
+static int fail(rtmp_chunk_parser_t *p, int code, const char *why)
+{
+    p->error = why;
+    return code;
+}
+
 void rtmp_chunk_parser_init(rtmp_chunk_parser_t *p, uint32_t max_chunk_size,
                             uint32_t max_msg_size)
 {
@@ -100,10 +106,10 @@ static int cs_reserve(rtmp_chunk_parser_t *p, rtmp_cs_t *cs, uint32_t more)
     if (ncap < needed)
         ncap = needed;
     if (p->buffered - cs->cap + ncap > p->max_buffered)
-        return PD_ELIMIT;
+        return fail(p, PD_ELIMIT, "reassembly buffers over their limit");
     uint8_t *nb = realloc(cs->buf, (size_t)ncap);
     if (!nb)
-        return PD_ENOMEM;
+        return fail(p, PD_ENOMEM, "out of memory");
     p->buffered = p->buffered - cs->cap + (size_t)ncap;
     cs->buf = nb;
     cs->cap = (uint32_t)ncap;
@@ -115,16 +121,16 @@ static int apply_control(rtmp_chunk_parser_t *p, const rtmp_msg_t *m)
 {
     if (m->type == RTMP_MSG_SET_CHUNK_SIZE) {
         if (m->len < 4)
-            return PD_EPROTO;
+            return fail(p, PD_EPROTO, "short Set Chunk Size");
         uint32_t v = rd32(m->payload);
         if (v & 0x80000000u || v == 0)
-            return PD_EPROTO;
+            return fail(p, PD_EPROTO, "invalid Set Chunk Size");
         if (v > p->max_chunk_size)
-            return PD_ELIMIT;
+            return fail(p, PD_ELIMIT, "Set Chunk Size above the limit");
         p->chunk_size = v;
     } else if (m->type == RTMP_MSG_ABORT) {
         if (m->len < 4)
-            return PD_EPROTO;
+            return fail(p, PD_EPROTO, "short Abort message");
         rtmp_cs_t *cs = cs_find(p, rd32(m->payload));
         if (cs && cs != p->cur) {
             cs->in_msg = false;
@@ -163,14 +169,13 @@ static int parse_header(rtmp_chunk_parser_t *p, const uint8_t *buf,
 
     rtmp_cs_t *cs = cs_find(p, csid);
     if (!cs) {
-        if (fmt != 0 && fmt != 1)
-            return PD_EPROTO; /* type 2/3 need a previous header */
-        if (fmt == 1)
-            return PD_EPROTO; /* no message stream id known yet */
+        /* types 1-3 need a previous header (1: the stream id) */
+        if (fmt != 0)
+            return fail(p, PD_EPROTO, "first chunk of a stream not type 0");
         if (p->ncs == RTMP_MAX_CSIDS)
-            return PD_ELIMIT;
+            return fail(p, PD_ELIMIT, "too many chunk streams");
     } else if (cs->in_msg && fmt != 3) {
-        return PD_EPROTO; /* new header in the middle of a message */
+        return fail(p, PD_EPROTO, "new header inside a message");
     }
 
     /* Fields of this header; committed only once it is complete. */
@@ -222,7 +227,7 @@ static int parse_header(rtmp_chunk_parser_t *p, const uint8_t *buf,
             break;
         }
         if (cs->msg_len > p->max_msg_size)
-            return PD_ELIMIT;
+            return fail(p, PD_ELIMIT, "message larger than the limit");
         cs->in_msg = true;
         cs->got = 0;
     }

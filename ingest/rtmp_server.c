@@ -476,6 +476,8 @@ static int cmd_publish(conn_t *c, uint32_t sid, const amf0_value_t *namev)
 static void take_metadata(conn_t *c, const amf0_value_t *meta)
 {
     double v;
+    int ow = c->hint_w, oh = c->hint_h;
+    double ofps = c->hint_fps;
     if (amf0_num(amf0_get(meta, "width"), &v) && v > 0 && v <= 16384)
         c->hint_w = (int)v;
     if (amf0_num(amf0_get(meta, "height"), &v) && v > 0 && v <= 16384)
@@ -484,6 +486,8 @@ static void take_metadata(conn_t *c, const amf0_value_t *meta)
          amf0_num(amf0_get(meta, "videoframerate"), &v)) &&
         v > 0 && v <= 1000)
         c->hint_fps = v;
+    if (ow == c->hint_w && oh == c->hint_h && ofps == c->hint_fps)
+        return; /* some muxers repeat onMetaData: nothing new */
     PD_LOGD(MOD, "%s metadata %dx%d %.3f fps", c->peer, c->hint_w,
             c->hint_h, c->hint_fps);
     apply_hints(c);
@@ -767,8 +771,8 @@ static int drain(conn_t *c)
         } else if (r == 0) {
             break;
         } else {
-            set_reason(c, "%s in the chunk stream",
-                       r == PD_ELIMIT ? "limit hit" : pd_strerror(r));
+            set_reason(c, "chunk stream: %s",
+                       c->parser.error ? c->parser.error : pd_strerror(r));
             rc = r;
         }
     }

@@ -66,7 +66,6 @@ void pkg_rend_free(pkg_rend_t *r)
     pd_buf_unref(&r->pl_delta);
     pkg_cmaf_close(&r->mux);
     pkg_writer_free_rend(r);
-    free(r->extradata);
     free(r);
 }
 
@@ -291,9 +290,14 @@ static double snap_fps(double f)
 {
     static const double common[] = {23.976, 24, 25, 29.97, 30, 48, 50,
                                     59.94, 60, 120};
+    double best = 0, dist = 1e9;
     for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
-        if (fabs(f - common[i]) <= common[i] * 0.01)
-            return common[i];
+        if (fabs(f - common[i]) < dist) {
+            dist = fabs(f - common[i]);
+            best = common[i];
+        }
+    if (dist <= best * 0.005)
+        return best;
     return floor(f * 1000 + 0.5) / 1000;
 }
 

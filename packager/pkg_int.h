@@ -233,12 +233,7 @@ typedef struct pkg_rend_s {
     int index;              /* in stream->rends */
     int timescale;          /* ticks per second */
 
-    /* declared configuration (writer) */
-    pkg_codec_t codec;
-    uint8_t *extradata;
-    size_t extradata_len;
-    bool reinit;            /* open a new muxer at the next segment */
-    bool active;            /* a track of the current session */
+    bool active;            /* a track of the current session (writer) */
 
     /* description (stream lock) */
     char codecs[32];
@@ -263,6 +258,8 @@ typedef struct pkg_rend_s {
     bool self_timed;         /* audio cutting on its own */
     int64_t next_msn;        /* audio: msn after its last closed segment */
     int64_t last_key_dts;    /* ticks of the last keyframe; -1 */
+    bool seen;               /* a frame arrived this session */
+    int64_t last_arrival_us; /* wallclock arrival of the last frame */
     pkg_aframe_t aq[PKG_AQ_MAX]; /* audio waiting for video boundaries */
     int aq_head, aq_n;
 
@@ -318,7 +315,7 @@ struct pkg_stream_s {
     int64_t offset_ms;       /* publisher dts + offset = output ms */
     bool logged_reject, logged_kf, logged_rebase, logged_track;
     int hint_w, hint_h;
-    double hint_fps;
+    double hint_fps;         /* onMetaData frame rate (informational) */
     pkg_bound_t bq[PKG_BQ_MAX]; /* video boundaries for the audio */
     int bq_head, bq_n;
     int64_t next_msn;        /* msn of the next segment to begin */

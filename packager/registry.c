@@ -502,6 +502,8 @@ static bool too_far(const pkg_t *pkg, const pkg_rend_t *r, int64_t msn,
         return true;
     if (part < 0)
         return false;
+    if (part > 1000000)
+        return true; /* and no overflow below */
     const pd_config_t *cfg = pkg->cfg;
     int64_t est = (cfg->segment_target_ms + cfg->part_target_ms - 1) /
                   cfg->part_target_ms;

@@ -310,10 +310,16 @@ static void do_cut(pkg_stream_t *s, pkg_rend_t *r, int cut)
         else if (rc != PD_EAGAIN)
             log_reject(s, "the muxer failed to cut a fragment");
     }
+    bool empty = !have && r->cur->nparts == 0; /* dropped, not closed */
     if (have || cut == CUT_SEG)
         pkg_idx_publish(s, r, have ? &part : NULL, r->part_dur,
                         r->part_frames, r->part_indep, cut == CUT_SEG);
     pd_buf_unref(&part);
+    if (empty && cut == CUT_SEG) {
+        r->part_open = false;
+        r->part_frames = r->part_dur = r->part_bytes = 0;
+        return; /* its msn is reused by the next segment */
+    }
     r->part_open = false;
     r->part_frames = r->part_dur = r->part_bytes = 0;
     if (cut == CUT_SEG) {
@@ -493,6 +499,8 @@ static int hold(pkg_rend_t *r, const pkg_frame_t *f, int64_t dts,
 
 static int video_frame(pkg_stream_t *s, pkg_rend_t *r, const pkg_frame_t *f)
 {
+    r->seen = true;
+    r->last_arrival_us = f->arrival_us;
     if (!r->have_held && !r->mux && !f->key)
         return PD_OK; /* a session's video starts at a keyframe */
     int64_t dts = map_dts(s, r, f->dts_ms);
@@ -604,6 +612,17 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                     continue;
                 }
             }
+            if (!a->cur) {
+                /* audio from before the video's segment started (the
+                 * session's start) belongs to no segment */
+                pkg_rend_t *vv = rend_of(s, PKG_MEDIA_VIDEO);
+                const pkg_seg_t *vg = vv ? pkg_idx_find(vv, b->msn) : NULL;
+                if (vg && t90 + av_rescale(dur, 90000, a->timescale) <=
+                              vg->start) {
+                    placed = true; /* dropped */
+                    break;
+                }
+            }
             place_audio(s, a, af, dur, b->msn);
             placed = true;
             break;
@@ -614,9 +633,17 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                                        PKG_AQ_MAX].dts - af->dts
                                : 0;
             pkg_rend_t *v = rend_of(s, PKG_MEDIA_VIDEO);
-            bool video_seen = v && v->last_msn + (v->cur ? 1 : 0) > 0;
+            bool video_seen = v && v->mux; /* started this session */
+            bool overflow = a->aq_n >= PKG_AQ_MAX ||
+                            span > ms2t(a, PKG_AQ_SPAN_MS);
             if (final && video_seen && !a->self_timed) {
                 /* beyond the video's end: dropped */
+            } else if (!final && overflow && v && v->seen &&
+                       a->aq[(a->aq_head + a->aq_n - 1) % PKG_AQ_MAX]
+                                   .arrival_us - v->last_arrival_us <
+                           1000000) {
+                /* video frames arrive but decide nothing yet (waiting for
+                 * a keyframe, or far behind): the oldest audio goes */
             } else if (final || a->aq_n >= PKG_AQ_MAX ||
                        span > ms2t(a, PKG_AQ_SPAN_MS)) {
                 if (!a->self_timed && !final) {
@@ -717,6 +744,7 @@ void pkg_writer_finish(pkg_stream_t *s)
         r->last_dur = 0;
         r->active = false;
         r->self_timed = false;
+        r->seen = false;
         if (r->last_msn > last)
             last = r->last_msn;
     }

@@ -1526,6 +1526,10 @@ int main(int argc, char **argv)
     printf("RESULT lat_frame_p99_ms=%.1f\n", pct_ms(frame_lat, nfl, 99));
     printf("RESULT lat_parts=%zu\n", nlast);
     printf("RESULT lat_frame_ms=%.1f\n", f.frame_ms);
+    printf("RESULT lat_server_p50_ms=%.1f\n",
+           pct_ms(last_lat, nlast, 50) - f.frame_ms);
+    printf("RESULT lat_server_p99_ms=%.1f\n",
+           pct_ms(last_lat, nlast, 99) - f.frame_ms);
     free(last_lat);
     free(frame_lat);
     free(ival);

@@ -636,7 +636,16 @@ int main(int argc, char **argv)
 
     size_t nspread = 0, nrounds = 0, fails = 0;
     double worst_max = 0;
-    for (long rd = 0; rd < rounds && fails < 5;) {
+    /* round 0 is a warm-up on fresh connections (first-touch costs on both
+     * sides), printed and discarded */
+    for (long rd = -1; rd < rounds && fails < 5;) {
+        size_t closed = 0;
+        for (long i = 0; i <= n; i++)
+            closed += cs[i].state == C_CLOSED;
+        if (closed)
+            printf("  (%zu connections were closed by the server after "
+                   "their answer: reconnecting; keep-alive expected)\n",
+                   closed);
         if (connect_all(cs, (size_t)n + 1, 30000) < (size_t)n + 1) {
             fprintf(stderr, "bench_waiters: reconnecting failed\n");
             return 1;
@@ -658,10 +667,14 @@ int main(int argc, char **argv)
             fails++;
             continue;
         }
-        printf("  round %ld: waited for %" PRId64 ".%" PRId64 ", held %.0f ms;"
+        if (rd < 0)
+            printf("  warm-up (discarded):");
+        else
+            printf("  round %ld:", rd + 1);
+        printf(" waited for %" PRId64 ".%" PRId64 ", held %.0f ms;"
                " release spread p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
                "single waiter->last %.2f ms; %zu x 200",
-               rd + 1, m, p, r.held, r.p50, r.p99, r.max, r.ref_total, r.ok);
+               m, p, r.held, r.p50, r.p99, r.max, r.ref_total, r.ok);
         if (r.bad_status || r.missing)
             printf(", %zu other status, %zu unanswered", r.bad_status,
                    r.missing);
@@ -674,6 +687,11 @@ int main(int argc, char **argv)
                    "requests were all in; retrying with the next part)\n");
             nspread = before;
             fails++;
+            continue;
+        }
+        if (rd < 0) {
+            nspread = before;
+            rd++;
             continue;
         }
         totals[nrounds] = r.total;

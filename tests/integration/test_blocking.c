@@ -106,6 +106,16 @@ START_TEST(test_next_part)
                       r.ttfb_s);
         check_full_answer(&b);
 
+        /* E8: the part just announced is there, whole, at once. */
+        char np[512];
+        ck_assert(tl_resolve(vp, got->uri, np, sizeof(np)) == 0);
+        tl_resp_t pr;
+        tl_get_ok(port(), np, &pr);
+        ck_assert_msg(pr.len > 0 && pr.ttfb_s < 1.0,
+                      "E8: new part %s: %zu bytes after %.3f s", got->uri,
+                      pr.len, pr.ttfb_s);
+        tl_resp_free(&pr);
+
         /* I2/I7: the old hint is the part that followed, or it was never
          * published and is 404 now. */
         int li = find_part(&b, last_uri);
@@ -296,6 +306,11 @@ START_TEST(test_preload_hint)
         ck_assert_msg(r1.status == 200, "I3: hinted part -> %ld", r1.status);
         ck_assert_msg(r1.ttfb_s < 3.0, "I3: held %.3f s", r1.ttfb_s);
         ck_assert_msg(r1.len > 0, "I3: empty part");
+        /* I4: the bytes come in one burst, not trickled over the part's
+         * duration (0.334 s). */
+        ck_assert_msg(r1.total_s - r1.ttfb_s < 0.2,
+                      "I4: hinted part trickled over %.3f s",
+                      r1.total_s - r1.ttfb_s);
         tl_get_ok(port(), hp, &r2);
         ck_assert_msg(r1.len == r2.len && memcmp(r1.body, r2.body, r1.len) == 0,
                       "I3: hinted answer (%zu bytes) differs from a later "
@@ -563,12 +578,12 @@ START_TEST(test_sigterm_while_held)
      * ahead.) */
     long long pm = (long long)lp->msn + (m.ntrailing == 0 ? 1 : 0);
     int pn = m.ntrailing == 0 ? 6 : lp->index + 6;
-    a[2] = tl_get_async(30000,
-                        "http://127.0.0.1:%d%s?_HLS_msn=%lld&_HLS_part=%d",
-                        hp, vp, pm, pn);
-    a[3] = tl_get_async(30000,
-                        "http://127.0.0.1:%d%s?_HLS_msn=%lld&_HLS_skip=YES",
-                        hp, ap, want);
+    a[2] =
+        tl_get_async(30000, "http://127.0.0.1:%d%s?_HLS_msn=%lld&_HLS_part=%d",
+                     hp, vp, pm, pn);
+    a[3] =
+        tl_get_async(30000, "http://127.0.0.1:%d%s?_HLS_msn=%lld&_HLS_skip=YES",
+                     hp, ap, want);
     tl_sleep_ms(800);
     int64_t t_term = tl_now_ms();
     int st = -1;

@@ -401,7 +401,7 @@ END_TEST
 
 START_TEST(test_renditions_agree)
 {
-    char vp[256], ap[256], q[300];
+    char vp[256], ap[256], q[700];
     path_of(vp, sizeof(vp), "video");
     path_of(ap, sizeof(ap), "audio");
     tl_m3u8_t v, a;
@@ -455,6 +455,28 @@ START_TEST(test_renditions_agree)
     ck_assert_msg(worst_dur <= 0.06,
                   "J5: audio/video EXTINF differ by %.1f ms for one MSN",
                   worst_dur * 1e3);
+
+    /* J3: the report is as fresh as its playlist: asking the other
+     * rendition for the reported part needs no wait. */
+    const tl_report_t *rep = &v.reports[0];
+    ck_assert(v.nreports == 1 && rep->last_msn >= 1 && rep->last_part >= 0);
+    char rp[512];
+    ck_assert(tl_resolve(vp, rep->uri, rp, sizeof(rp)) == 0);
+    snprintf(q, sizeof(q), "%s?_HLS_msn=%lld&_HLS_part=%lld", rp,
+             (long long)rep->last_msn, (long long)rep->last_part);
+    tl_m3u8_t o;
+    tl_resp_t r;
+    tl_fetch_m3u8_ok(port(), q, &o, &r);
+    tl_note("J3: report %lld.%lld -> answered in %.0f ms",
+            (long long)rep->last_msn, (long long)rep->last_part,
+            r.ttfb_s * 1e3);
+    ck_assert_msg(tl_m3u8_part(&o, rep->last_msn, (int)rep->last_part),
+                  "J3: reported part %lld.%lld not in %s",
+                  (long long)rep->last_msn, (long long)rep->last_part, rp);
+    ck_assert_msg(r.ttfb_s < 1.0, "J3: reported part needed a %.3f s wait",
+                  r.ttfb_s);
+    tl_resp_free(&r);
+    tl_m3u8_free(&o);
     tl_m3u8_free(&v);
     tl_m3u8_free(&a);
 }
@@ -504,6 +526,12 @@ START_TEST(test_playlist_advances)
     tl_m3u8_t m1, m2, m3;
     tl_fetch_m3u8_ok(port(), vp, &m1, NULL);
     int64_t last1 = tl_m3u8_last_msn(&m1);
+    /* The oldest listed part, to fetch again once its tag is gone. */
+    char old_part[512];
+    tl_resp_t old_bytes;
+    ck_assert(m1.nparts > 0);
+    ck_assert(tl_resolve(vp, m1.parts[0].uri, old_part, sizeof(old_part)) == 0);
+    tl_get_ok(port(), old_part, &old_bytes);
     int64_t t0 = tl_now_ms();
     ck_assert_msg(tl_wait_msn_above(port(), vp, last1 + 1, 15000) == 0,
                   "G2: last MSN stuck at %lld", (long long)last1);
@@ -534,6 +562,24 @@ START_TEST(test_playlist_advances)
     ck_assert_msg(m3.nsegs >= 6 && m3.nsegs <= WINDOW,
                   "G5: %d segments listed with window %d", m3.nsegs, WINDOW);
     check_stable(&m2, &m3);
+
+    /* E10: a part whose tag was removed stays downloadable (3 x TD). */
+    bool listed = false;
+    for (int i = 0; i < m3.nparts; i++)
+        if (strcmp(m3.parts[i].uri, m1.parts[0].uri) == 0)
+            listed = true;
+    if (!listed) {
+        tl_resp_t again;
+        tl_get(&again, 10000, "http://127.0.0.1:%d%s", port(), old_part);
+        tl_note("E10: part %s unlisted, GET -> %ld", m1.parts[0].uri,
+                again.status);
+        ck_assert_msg(again.status == 200 && again.len == old_bytes.len &&
+                          memcmp(again.body, old_bytes.body, again.len) == 0,
+                      "E10: removed part %s -> %ld (%zu bytes, was %zu)",
+                      m1.parts[0].uri, again.status, again.len, old_bytes.len);
+        tl_resp_free(&again);
+    }
+    tl_resp_free(&old_bytes);
     tl_m3u8_free(&m1);
     tl_m3u8_free(&m2);
     tl_m3u8_free(&m3);

@@ -369,6 +369,99 @@ START_TEST(test_segment_equals_parts_audio)
 }
 END_TEST
 
+/* ---- D3, J4: timestamps continuous and audio aligned with video ---------- */
+
+typedef struct {
+    int64_t msn;
+    double pts;
+    double dts;
+    double extinf;
+} first_ts_t;
+
+/* First timestamps of every complete segment of the window; returns n. */
+static int load_ts(const rend_t *r, first_ts_t *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < r->m.nsegs && n < max; i++) {
+        const tl_seg_t *s = &r->m.segs[i];
+        tl_resp_t b;
+        get_media(r, s->uri, &b);
+        first_ts_t *t = &out[n++];
+        t->msn = s->msn;
+        t->extinf = s->duration;
+        ck_assert_msg(tl_ffprobe_first_ts(F.dir, r->init.body, r->init.len,
+                                          b.body, b.len, &t->pts, &t->dts) == 0,
+                      "no timestamps in %s segment %lld", r->rendition,
+                      (long long)s->msn);
+        tl_resp_free(&b);
+    }
+    return n;
+}
+
+START_TEST(test_timestamps)
+{
+    rend_t v, a;
+    load(&v, "video");
+    /* The same state for audio: block until it has video's last part. */
+    const tl_part_t *lp = tl_m3u8_last_part(&v.m);
+    memset(&a, 0, sizeof(a));
+    a.rendition = "audio";
+    tl_playlist_path(a.path, sizeof(a.path), NAME, "audio");
+    char q[400], ip[512];
+    snprintf(q, sizeof(q), "%s?_HLS_msn=%lld&_HLS_part=%d", a.path,
+             (long long)lp->msn, lp->index);
+    tl_fetch_m3u8_ok(port(), q, &a.m, NULL);
+    ck_assert(tl_resolve(a.path, a.m.map_uri, ip, sizeof(ip)) == 0);
+    tl_get_ok(port(), ip, &a.init);
+
+    first_ts_t tv[64], ta[64];
+    int nv = load_ts(&v, tv, 64);
+    int na = load_ts(&a, ta, 64);
+    const rend_t *rs[] = {&v, &a};
+    const first_ts_t *ts[] = {tv, ta};
+    int ns[] = {nv, na};
+    for (int k = 0; k < 2; k++) {
+        double worst = 0;
+        for (int i = 0; i + 1 < ns[k]; i++) {
+            double d = ts[k][i + 1].dts - ts[k][i].dts;
+            double err = fabs(d - ts[k][i].extinf);
+            if (err > worst)
+                worst = err;
+            ck_assert_msg(err <= 0.002,
+                          "D3: %s: segment %lld starts %.4f s after %lld, "
+                          "whose EXTINF is %.5f",
+                          rs[k]->rendition, (long long)ts[k][i + 1].msn, d,
+                          (long long)ts[k][i].msn, ts[k][i].extinf);
+        }
+        tl_note("%s: %d segments, first dts %.4f s, worst "
+                "|dts step - EXTINF| %.2f ms",
+                rs[k]->rendition, ns[k], ns[k] ? ts[k][0].dts : 0.0,
+                worst * 1e3);
+    }
+    /* Same MSN, same media time (lip sync): within about one AAC frame. */
+    double worst_av = 0;
+    int common = 0;
+    for (int i = 0; i < nv; i++)
+        for (int j = 0; j < na; j++)
+            if (tv[i].msn == ta[j].msn) {
+                double d = fabs(tv[i].pts - ta[j].pts);
+                if (d > worst_av)
+                    worst_av = d;
+                common++;
+            }
+    tl_note("J4: %d common segments, worst audio/video start difference "
+            "%.1f ms",
+            common, worst_av * 1e3);
+    ck_assert_msg(common >= 2, "J4: only %d MSNs in both renditions", common);
+    ck_assert_msg(worst_av <= 0.030,
+                  "J4: audio and video segments of one MSN start %.1f ms "
+                  "apart",
+                  worst_av * 1e3);
+    unload(&v);
+    unload(&a);
+}
+END_TEST
+
 START_TEST(test_zz_clean_exit)
 {
     tl_assert_clean_exit(&F.podium, 15000);
@@ -478,6 +571,7 @@ static Suite *media_suite(void)
     tcase_add_test(tc, test_parts_decode_audio);
     tcase_add_test(tc, test_segment_equals_parts_video);
     tcase_add_test(tc, test_segment_equals_parts_audio);
+    tcase_add_test(tc, test_timestamps);
     tcase_add_test(tc, test_zz_clean_exit);
     suite_add_tcase(s, tc);
 

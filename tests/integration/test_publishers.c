@@ -1,7 +1,9 @@
 /*
  * tests/integration/test_publishers.c - publishers coming and going:
  * two streams at once, a second publisher on a live name (refused), a
- * reconnect within the grace period (EXT-X-DISCONTINUITY, MSNs go on),
+ * reconnect within the grace period (EXT-X-DISCONTINUITY, MSNs go on;
+ * after a crash, a clean stop, and with a new picture size, which needs a
+ * new init section),
  * hostile bytes on the RTMP port, and the end of a stream after its grace
  * period (ENDLIST, no hint, directives answered at once).
  *
@@ -246,9 +248,46 @@ START_TEST(test_garbage_rtmp)
 }
 END_TEST
 
+/* Decodes segment msn of the video playlist with the EXT-X-MAP that
+ * applies to it and checks the picture size. */
+static void check_decodes_as(const char *vp, const tl_m3u8_t *m, int64_t msn,
+                             int w, int h)
+{
+    const tl_seg_t *s = tl_m3u8_seg(m, msn);
+    ck_assert_msg(s, "segment %lld not listed", (long long)msn);
+    char ip[512], sp[512];
+    ck_assert(tl_resolve(vp, s->map_uri, ip, sizeof(ip)) == 0);
+    ck_assert(tl_resolve(vp, s->uri, sp, sizeof(sp)) == 0);
+    tl_resp_t ir, sr;
+    tl_get_ok(port(), ip, &ir);
+    tl_get_ok(port(), sp, &sr);
+    tl_probe_t p;
+    ck_assert(tl_ffprobe(F.dir, ir.body, ir.len, sr.body, sr.len, &p) == 0);
+    tl_note("segment %lld with map %s: %s %dx%d, %ld/%ld frames",
+            (long long)msn, s->map_uri, p.codec, p.width, p.height, p.frames,
+            p.packets);
+    ck_assert_msg(p.width == w && p.height == h,
+                  "M3: segment %lld decodes as %dx%d with map %s, the "
+                  "publisher sent %dx%d",
+                  (long long)msn, p.width, p.height, s->map_uri, w, h);
+    ck_assert_msg(p.frames == p.packets && p.frames > 0,
+                  "segment %lld: %ld of %ld frames decode", (long long)msn,
+                  p.frames, p.packets);
+    tl_resp_free(&ir);
+    tl_resp_free(&sr);
+}
+
+/* Loop 0: the publisher dies (SIGKILL: the TCP connection just closes).
+ * Loop 1: it stops cleanly (SIGTERM: ffmpeg unpublishes), as OBS's "Stop
+ * Streaming" then "Start Streaming" does.
+ * Loop 2: it comes back with another picture size (new codec
+ * configuration: a new init section, a new EXT-X-MAP). */
 START_TEST(test_reconnect_in_grace)
 {
-    const char *name = "re";
+    const char *names[] = {"re", "re2", "re3"};
+    const char *name = names[_i];
+    int sig = _i == 0 ? SIGKILL : SIGTERM;
+    int w2 = _i == 2 ? 640 : TL_WIDTH, h2 = _i == 2 ? 360 : TL_HEIGHT;
     tl_pub_t p1, p2;
     ck_assert(tl_pub_start(&p1, F.dir, F.podium.rtmp_port, name, 1000, 0) == 0);
     char vp[256], ap[256];
@@ -259,8 +298,7 @@ START_TEST(test_reconnect_in_grace)
     tl_m3u8_t m1;
     tl_fetch_m3u8_ok(port(), vp, &m1, NULL);
     int64_t l1 = tl_m3u8_last_msn(&m1);
-    /* The publisher dies (no clean unpublish). */
-    tl_pub_stop(&p1, SIGKILL);
+    tl_pub_stop(&p1, sig);
     int64_t t_kill = tl_now_ms();
     tl_sleep_ms(1000);
     tl_m3u8_t mid;
@@ -268,10 +306,13 @@ START_TEST(test_reconnect_in_grace)
     int64_t l_mid = tl_m3u8_last_msn(&mid);
     ck_assert_msg(!mid.endlist, "ENDLIST 1 s into a %d ms grace period",
                   GRACE_MS);
-    ck_assert(tl_pub_start(&p2, F.dir, F.podium.rtmp_port, name, 1000, 0) == 0);
-    tl_note("reconnect %lld ms after the kill; last MSN %lld before, %lld "
+    ck_assert(tl_pub_start_size(&p2, F.dir, F.podium.rtmp_port, name, 1000, 0,
+                                w2, h2) == 0);
+    tl_note("reconnect %lld ms after %s; last MSN %lld before, %lld "
             "after the disconnect",
-            (long long)(tl_now_ms() - t_kill), (long long)l1, (long long)l_mid);
+            (long long)(tl_now_ms() - t_kill),
+            sig == SIGKILL ? "SIGKILL" : "SIGTERM", (long long)l1,
+            (long long)l_mid);
     int rc = tl_wait_msn_above(port(), vp, l_mid + 2, 30000);
     if (rc != 0)
         tl_print_tail(p2.log, 10, "  ffmpeg | ");
@@ -332,6 +373,12 @@ START_TEST(test_reconnect_in_grace)
                       "C9: no PROGRAM-DATE-TIME after the discontinuity");
         tl_m3u8_free(&m2);
     }
+    /* Both sessions decode, each with its own init section. */
+    tl_m3u8_t m3;
+    tl_fetch_m3u8_ok(port(), vp, &m3, NULL);
+    check_decodes_as(vp, &m3, l_mid, TL_WIDTH, TL_HEIGHT);
+    check_decodes_as(vp, &m3, l_mid + 1, w2, h2);
+    tl_m3u8_free(&m3);
     tl_m3u8_free(&m1);
     tl_m3u8_free(&mid);
     tl_pub_stop(&p2, SIGTERM);
@@ -417,7 +464,7 @@ static Suite *publishers_suite(void)
     tcase_add_test(tc, test_two_publishers);
     tcase_add_test(tc, test_second_publisher_refused);
     tcase_add_test(tc, test_garbage_rtmp);
-    tcase_add_test(tc, test_reconnect_in_grace);
+    tcase_add_loop_test(tc, test_reconnect_in_grace, 0, 3);
     tcase_add_test(tc, test_end_after_grace);
     tcase_add_test(tc, test_zz_clean_exit);
     suite_add_tcase(s, tc);

@@ -81,8 +81,8 @@ int tl_fixture_start(tl_fixture_t *f, const char *tag, const char *const *sets,
             if (why) {
                 printf("fixture: %s did not reach %d segments: %s after "
                        "%lld ms (last: %s)\n",
-                       path, min_segments, why,
-                       (long long)(tl_now_ms() - t0), rc ? err : "parsed");
+                       path, min_segments, why, (long long)(tl_now_ms() - t0),
+                       rc ? err : "parsed");
                 tl_fixture_dump(f);
                 tl_fixture_stop(f);
                 return -1;

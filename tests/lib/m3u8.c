@@ -330,6 +330,7 @@ static int handle_line(pstate_t *ps, const char *l)
         s->discontinuity = ps->pending_disc;
         s->gap = ps->pending_gap;
         s->pdt_ms = ps->pending_pdt;
+        scopy(s->map_uri, sizeof(s->map_uri), m->map_uri);
         s->first_part = ps->part_start;
         s->nparts = m->nparts - ps->part_start;
         ps->part_start = m->nparts;

@@ -542,13 +542,21 @@ int tl_podium_reap(tl_podium_t *p)
 int tl_pub_start(tl_pub_t *pub, const char *dir, int rtmp_port,
                  const char *name, int gop_ms, int duration_s)
 {
+    return tl_pub_start_size(pub, dir, rtmp_port, name, gop_ms, duration_s,
+                             TL_WIDTH, TL_HEIGHT);
+}
+
+int tl_pub_start_size(tl_pub_t *pub, const char *dir, int rtmp_port,
+                      const char *name, int gop_ms, int duration_s, int width,
+                      int height)
+{
     memset(pub, 0, sizeof(*pub));
     static int seq;
     snprintf(pub->log, sizeof(pub->log), "%s/ffmpeg-%s-%d-%d.log", dir, name,
              (int)getpid(), seq++);
     char src[128], gop[16], url[256], dur[16];
-    snprintf(src, sizeof(src), "testsrc2=size=%dx%d:rate=%d", TL_WIDTH,
-             TL_HEIGHT, TL_FPS);
+    snprintf(src, sizeof(src), "testsrc2=size=%dx%d:rate=%d", width, height,
+             TL_FPS);
     int g = gop_ms * TL_FPS / 1000;
     if (g < 1)
         g = 1;
@@ -1120,6 +1128,44 @@ int tl_ffprobe(const char *dir, const void *init, size_t ilen,
         free(serr);
     }
     unlink(path);
+    return rc;
+}
+
+int tl_ffprobe_first_ts(const char *dir, const void *init, size_t ilen,
+                        const void *media, size_t mlen, double *pts,
+                        double *dts)
+{
+    static int seq;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/ts-%d-%d.mp4", dir, (int)getpid(), seq++);
+    if (tl_write_file(path, init, ilen, media, mlen) != 0)
+        return -1;
+    char *argv[] = {"ffprobe",
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "packet=pts_time,dts_time",
+                    "-read_intervals",
+                    "%+#1",
+                    "-of",
+                    "csv=p=0",
+                    path,
+                    NULL};
+    char *out = NULL;
+    int st = tl_run(argv, 60000, &out, NULL);
+    unlink(path);
+    int rc = -1;
+    if (st >= 0 && out) {
+        char *end;
+        *pts = strtod(out, &end);
+        if (end != out && *end == ',') {
+            char *p2 = end + 1;
+            *dts = strtod(p2, &end);
+            if (end != p2)
+                rc = 0;
+        }
+    }
+    free(out);
     return rc;
 }
 

@@ -132,6 +132,11 @@ typedef struct tl_pub_s {
 int tl_pub_start(tl_pub_t *pub, const char *dir, int rtmp_port,
                  const char *name, int gop_ms, int duration_s);
 
+/* Same with another picture size (a publisher that changed settings). */
+int tl_pub_start_size(tl_pub_t *pub, const char *dir, int rtmp_port,
+                      const char *name, int gop_ms, int duration_s, int width,
+                      int height);
+
 /* Waits up to timeout_ms for the publisher to exit. Returns 0 with
  * pub->status set, or -1 if it is still running. */
 int tl_pub_wait(tl_pub_t *pub, int timeout_ms);
@@ -222,8 +227,9 @@ typedef struct tl_seg_s {
     bool discontinuity; /* EXT-X-DISCONTINUITY before it */
     bool gap;
     int64_t pdt_ms; /* EXT-X-PROGRAM-DATE-TIME (epoch ms), -1 if none */
-    int first_part; /* index into parts[] */
-    int nparts;     /* parts listed for it (0 if none) */
+    char map_uri[TL_URI_MAX]; /* the EXT-X-MAP that applies to it */
+    int first_part;           /* index into parts[] */
+    int nparts;               /* parts listed for it (0 if none) */
 } tl_seg_t;
 
 typedef struct tl_report_s {
@@ -358,6 +364,13 @@ typedef struct tl_probe_s {
  * if ffprobe ran and reported a stream, else -1. */
 int tl_ffprobe(const char *dir, const void *init, size_t ilen,
                const void *media, size_t mlen, tl_probe_t *out);
+
+/* The first packet's pts and dts (seconds, as ffprobe computes them from
+ * tfdt and the init's edit list) of init + media written to a temp file in
+ * dir. Returns 0 or -1. */
+int tl_ffprobe_first_ts(const char *dir, const void *init, size_t ilen,
+                        const void *media, size_t mlen, double *pts,
+                        double *dts);
 
 /* Runs ffprobe on an existing file: per-stream results (video and audio)
  * into v and a (either may be NULL; codec[0] == 0 when absent). */

@@ -1,0 +1,1573 @@
+/*
+ * tests/unit/test_packager.c - the packager's write and read sides.
+ *
+ * Synthetic frames (a real-looking avcC / AudioSpecificConfig, dummy
+ * payloads, picture size from hints) drive the cutting, the index, the
+ * lookup rules and statuses, the waiters and their wake callbacks, and the
+ * timestamp handling. Real media (an FLV made at test time with the
+ * ffmpeg CLI, read with libavformat) checks that init + parts decode with
+ * ffprobe and that a segment equals its parts. The test reaches into the
+ * index through packager/pkg_int.h (under the stream lock).
+ */
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "packager/packager.h"
+#include "packager/pkg_int.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <libavformat/avformat.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const uint8_t AVCC[] = {1,    0x42, 0xc0, 0x1e, 0xff, 0xe1, 0x00,
+                               0x04, 0x67, 0x42, 0xc0, 0x1e, 0x01, 0x00,
+                               0x04, 0x68, 0xce, 0x3c, 0x80};
+static const uint8_t AVCC2[] = {1,    0x4d, 0x40, 0x1f, 0xff, 0xe1, 0x00,
+                                0x04, 0x67, 0x4d, 0x40, 0x1f, 0x01, 0x00,
+                                0x04, 0x68, 0xce, 0x3c, 0x80};
+static const uint8_t ASC[] = {0x12, 0x10}; /* AAC LC, 44100 Hz, stereo */
+static const uint8_t KEY[] = {0, 0, 0, 4, 0x65, 0x88, 0x84, 0x00,
+                              1, 2, 3, 4, 5, 6, 7, 8};
+static const uint8_t NKEY[] = {0, 0, 0, 4, 0x41, 0x9a, 0x00, 0x00, 9, 9};
+static const uint8_t AAC[] = {0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c};
+
+#define PT_TICKS (334 * 90) /* PART-TARGET in 90 kHz ticks */
+
+static pd_config_t cfg;
+
+static void setup(void)
+{
+    pd_config_defaults(&cfg);
+    pd_log_set_level(PD_LOG_WARN);
+    av_log_set_level(AV_LOG_QUIET); /* dummy frames upset the parser */
+}
+
+/* ---- feeding ---------------------------------------------------------- */
+
+typedef struct feeder_s {
+    pkg_stream_t *s;
+    bool video, audio;
+    int gop;            /* frames per keyframe */
+    int64_t base_ms;    /* publisher's dts of frame 0 */
+    int64_t vn, an;     /* next frame numbers */
+    int64_t wall0;      /* arrival of dts 0 */
+    int bad;            /* writes that did not return 0 */
+} feeder_t;
+
+static int64_t vdts(const feeder_t *f, int64_t n)
+{
+    return f->base_ms + (n * 1000 + 15) / 30;
+}
+
+static int64_t adts(const feeder_t *f, int64_t k)
+{
+    return f->base_ms + (k * 1024 * 1000 + 22050) / 44100;
+}
+
+static int write_video(feeder_t *f, int64_t dts, bool key, int32_t cts)
+{
+    pkg_frame_t fr = {PKG_MEDIA_VIDEO, dts, cts, key, key ? KEY : NKEY,
+                      key ? sizeof(KEY) : sizeof(NKEY),
+                      f->wall0 + dts * 1000};
+    return pkg_stream_write(f->s, &fr);
+}
+
+static int write_audio(feeder_t *f, int64_t dts)
+{
+    pkg_frame_t fr = {PKG_MEDIA_AUDIO, dts, 0, true, AAC, sizeof(AAC),
+                      f->wall0 + dts * 1000};
+    return pkg_stream_write(f->s, &fr);
+}
+
+/* Feeds interleaved frames with publisher dts (relative) below t_ms. */
+static void feed_until(feeder_t *f, int64_t t_ms)
+{
+    for (;;) {
+        int64_t v = f->video ? vdts(f, f->vn) : INT64_MAX;
+        int64_t a = f->audio ? adts(f, f->an) : INT64_MAX;
+        int64_t next = v < a ? v : a;
+        if (next - f->base_ms >= t_ms)
+            return;
+        int rc;
+        if (v <= a) {
+            rc = write_video(f, v, f->vn % f->gop == 0, 0);
+            f->vn++;
+        } else {
+            rc = write_audio(f, a);
+            f->an++;
+        }
+        if (rc)
+            f->bad++;
+    }
+}
+
+static pkg_stream_t *start(pkg_t *pkg, const char *name, bool video,
+                           bool audio)
+{
+    pkg_stream_t *s = NULL;
+    ck_assert_int_eq(pkg_publish(pkg, name, "127.0.0.1:1", &s), PD_OK);
+    if (video) {
+        ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_VIDEO,
+                                               PKG_CODEC_H264, AVCC,
+                                               sizeof(AVCC)), PD_OK);
+        pkg_stream_set_hints(s, 320, 240, 30);
+    }
+    if (audio)
+        ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_AUDIO,
+                                               PKG_CODEC_AAC, ASC,
+                                               sizeof(ASC)), PD_OK);
+    return s;
+}
+
+static feeder_t feeder(pkg_stream_t *s, bool video, bool audio)
+{
+    feeder_t f = {.s = s, .video = video, .audio = audio, .gop = 60,
+                  .wall0 = 1795758234000000LL};
+    return f;
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+typedef struct wrec_s {
+    atomic_int calls;
+    atomic_int why;
+} wrec_t;
+
+static void on_wake(void *opaque, pkg_wake_t why)
+{
+    wrec_t *w = opaque;
+    atomic_store(&w->why, (int)why);
+    atomic_fetch_add(&w->calls, 1);
+}
+
+static pkg_query_t query(pkg_obj_t obj, const char *stream, const char *rend)
+{
+    pkg_query_t q = {.obj = obj, .stream = stream, .rendition = rend,
+                     .msn = 0, .part = 0, .init_id = 0, .hls_msn = -1,
+                     .hls_part = -1, .hls_skip = false};
+    return q;
+}
+
+/* Looks q up; with w, registers a waiter; returns the status. The body
+ * (if any) is returned as a NUL-terminated copy in *text when asked. */
+static pkg_status_t look(pkg_t *pkg, const pkg_query_t *q, wrec_t *w,
+                         pkg_answer_t *out, char **text)
+{
+    pkg_answer_t a;
+    int rc = pkg_lookup(pkg, q, pd_mono_us() + 60000000, w ? on_wake : NULL,
+                        w, &a);
+    ck_assert_int_eq(rc, PD_OK);
+    if (text) {
+        *text = NULL;
+        if (a.body) {
+            *text = malloc(a.body->len + 1);
+            memcpy(*text, a.body->data, a.body->len);
+            (*text)[a.body->len] = '\0';
+        }
+    }
+    if (out) {
+        *out = a;
+    } else {
+        pd_buf_unref(&a.body);
+    }
+    return a.status;
+}
+
+static char *playlist(pkg_t *pkg, const char *stream, const char *rend)
+{
+    pkg_query_t q = query(PKG_OBJ_PLAYLIST, stream, rend);
+    char *t = NULL;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    return t;
+}
+
+static pkg_rend_t *rend(pkg_stream_t *s, const char *name)
+{
+    for (int i = 0; i < s->nrends; i++)
+        if (strcmp(s->rends[i]->name, name) == 0)
+            return s->rends[i];
+    return NULL;
+}
+
+/* ---- ISO BMFF: tfdt and sample durations of one fragment ------------- */
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+/* Finds moof/traf/{tfhd,tfdt,trun}; returns 0 with the decode time and
+ * the sum of sample durations and count, or -1. */
+static int frag_times(const uint8_t *b, size_t len, int64_t *tfdt,
+                      int64_t *sum, int *count, bool *first_sync)
+{
+    size_t off = 0;
+    uint32_t def_dur = 0, def_flags = 0;
+    bool have_tfdt = false;
+    *sum = 0;
+    *count = 0;
+    *first_sync = false;
+    while (off + 8 <= len) {
+        uint32_t size = rd32(b + off);
+        if (size < 8 || off + size > len)
+            return -1;
+        const uint8_t *p = b + off;
+        if (!memcmp(p + 4, "moof", 4) || !memcmp(p + 4, "traf", 4)) {
+            off += 8; /* descend */
+            continue;
+        }
+        if (!memcmp(p + 4, "tfhd", 4)) {
+            uint32_t fl = rd32(p + 8) & 0xffffff;
+            size_t q = 16;
+            if (fl & 1)
+                q += 8;
+            if (fl & 2)
+                q += 4;
+            if (fl & 8) {
+                def_dur = rd32(p + q);
+                q += 4;
+            }
+            if (fl & 0x10)
+                q += 4;
+            if (fl & 0x20)
+                def_flags = rd32(p + q);
+        } else if (!memcmp(p + 4, "tfdt", 4)) {
+            *tfdt = p[8] == 1 ? (int64_t)((uint64_t)rd32(p + 12) << 32 |
+                                          rd32(p + 16))
+                              : rd32(p + 12);
+            have_tfdt = true;
+        } else if (!memcmp(p + 4, "trun", 4)) {
+            uint32_t fl = rd32(p + 8) & 0xffffff;
+            uint32_t n = rd32(p + 12);
+            size_t q = 16;
+            uint32_t first_flags = def_flags;
+            if (fl & 1)
+                q += 4;
+            if (fl & 4) {
+                first_flags = rd32(p + q);
+                q += 4;
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t d = def_dur, sf = def_flags;
+                if (fl & 0x100) {
+                    d = rd32(p + q);
+                    q += 4;
+                }
+                if (fl & 0x200)
+                    q += 4;
+                if (fl & 0x400) {
+                    sf = rd32(p + q);
+                    q += 4;
+                }
+                if (fl & 0x800)
+                    q += 4;
+                if (i == 0 && !(fl & 0x400))
+                    sf = first_flags;
+                if (i == 0)
+                    *first_sync = !(sf & 0x10000);
+                *sum += d;
+            }
+            *count += (int)n;
+        }
+        off += size;
+    }
+    return have_tfdt && *count > 0 ? 0 : -1;
+}
+
+/* Checks every retained part of r: tfdt continuity, durations equal to
+ * the index, INDEPENDENT truthful, and segment == parts concatenated. */
+static void check_parts_continuous(pkg_stream_t *s, pkg_rend_t *r)
+{
+    pthread_mutex_lock(&s->lock);
+    int64_t next = -1;
+    for (int i = 0; i < r->nsegs; i++) {
+        pkg_seg_t *g = r->segs[i];
+        size_t total = 0;
+        for (int j = 0; j < g->nparts; j++) {
+            pd_buf_t *b = g->parts[j].buf;
+            if (!b) {
+                next = -1;
+                continue;
+            }
+            int64_t tfdt = -1, sum = 0;
+            int n = 0;
+            bool sync;
+            ck_assert_int_eq(frag_times(b->data, b->len, &tfdt, &sum, &n,
+                                        &sync), 0);
+            if (next >= 0 && !g->discontinuity)
+                ck_assert_int_eq(tfdt, next);
+            else if (next >= 0 && j > 0)
+                ck_assert_int_eq(tfdt, next);
+            ck_assert_int_eq(sum, g->parts[j].dur);
+            if (r->media == PKG_MEDIA_VIDEO)
+                ck_assert(g->parts[j].independent == sync);
+            next = tfdt + sum;
+            total += b->len;
+        }
+        if (g->complete && g->buf && g->nparts && g->parts[0].buf) {
+            ck_assert_uint_eq(g->buf->len, total);
+            size_t off = 0;
+            for (int j = 0; j < g->nparts; j++) {
+                ck_assert_mem_eq(g->buf->data + off, g->parts[j].buf->data,
+                                 g->parts[j].buf->len);
+                off += g->parts[j].buf->len;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- codec helpers ---------------------------------------------------- */
+
+START_TEST(codec_strings)
+{
+    char cs[32];
+    ck_assert_int_eq(pkg_h264_codecs(AVCC, sizeof(AVCC), cs, sizeof(cs)),
+                     PD_OK);
+    ck_assert_str_eq(cs, "avc1.42c01e");
+    ck_assert_int_eq(pkg_h264_codecs(AVCC, 7, cs, sizeof(cs)), PD_EINVAL);
+    uint8_t bad[sizeof(AVCC)];
+    memcpy(bad, AVCC, sizeof(AVCC));
+    bad[0] = 0; /* configurationVersion */
+    ck_assert_int_eq(pkg_h264_codecs(bad, sizeof(bad), cs, sizeof(cs)),
+                     PD_EINVAL);
+    memcpy(bad, AVCC, sizeof(AVCC));
+    bad[7] = 200; /* SPS longer than the record */
+    ck_assert_int_eq(pkg_h264_codecs(bad, sizeof(bad), cs, sizeof(cs)),
+                     PD_EINVAL);
+
+    pkg_aac_info_t ai;
+    ck_assert_int_eq(pkg_aac_parse(ASC, sizeof(ASC), &ai), PD_OK);
+    ck_assert_int_eq(ai.aot, 2);
+    ck_assert_int_eq(ai.sample_rate, 44100);
+    ck_assert_int_eq(ai.channels, 2);
+    ck_assert_str_eq(ai.codecs, "mp4a.40.2");
+    const uint8_t he[] = {0x2b, 0x92, 0x08, 0x00}; /* AOT 5, 22.05 kHz */
+    ck_assert_int_eq(pkg_aac_parse(he, sizeof(he), &ai), PD_OK);
+    ck_assert_int_eq(ai.aot, 5);
+    ck_assert_int_eq(ai.sample_rate, 22050);
+    ck_assert_int_eq(ai.channels, 2);
+    ck_assert_str_eq(ai.codecs, "mp4a.40.5");
+    const uint8_t esc[] = {0xf8, 0x0a, 0x10, 0x00}; /* AOT 31 escape */
+    ck_assert_int_eq(pkg_aac_parse(esc, sizeof(esc), &ai), PD_OK);
+    ck_assert_int_eq(ai.aot, 32);
+    const uint8_t badfi[] = {0x16, 0x90}; /* frequency index 13 */
+    ck_assert_int_eq(pkg_aac_parse(badfi, sizeof(badfi), &ai), PD_EINVAL);
+    ck_assert_int_eq(pkg_aac_parse(ASC, 1, &ai), PD_EINVAL);
+    ck_assert_int_eq(pkg_aac_parse(NULL, 2, &ai), PD_EINVAL);
+}
+END_TEST
+
+START_TEST(codec_hostile_bytes)
+{
+    srand(1234);
+    uint8_t buf[64];
+    char cs[32];
+    pkg_aac_info_t ai;
+    int w, h;
+    for (int i = 0; i < 2000; i++) {
+        size_t n = (size_t)(rand() % (int)sizeof(buf));
+        for (size_t k = 0; k < n; k++)
+            buf[k] = (uint8_t)rand();
+        int rc = pkg_h264_codecs(buf, n, cs, sizeof(cs));
+        ck_assert(rc == PD_OK || rc == PD_EINVAL);
+        rc = pkg_aac_parse(buf, n, &ai);
+        ck_assert(rc == PD_OK || rc == PD_EINVAL);
+        if (i % 20 == 0) {
+            rc = pkg_h264_size(AVCC, sizeof(AVCC), buf, n ? n : 1, &w, &h);
+            ck_assert(rc == PD_OK || rc == PD_EINVAL);
+        }
+    }
+    ck_assert_int_eq(pkg_h264_size(AVCC, sizeof(AVCC), NULL, 4, &w, &h),
+                     PD_EINVAL);
+}
+END_TEST
+
+/* ---- cutting and the index ------------------------------------------- */
+
+START_TEST(cut_parts_and_segments)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/cut", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 7200);
+    ck_assert_int_eq(f.bad, 0);
+
+    pthread_mutex_lock(&s->lock);
+    ck_assert_int_eq(s->td_s, 2);
+    pkg_rend_t *v = rend(s, "video"), *a = rend(s, "audio");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(v->last_msn, 3);
+    ck_assert_int_eq(v->segs[0]->msn, 1);
+    for (int i = 0; i < 3; i++) {
+        pkg_seg_t *g = v->segs[i];
+        ck_assert(g->complete);
+        ck_assert_int_eq(g->dur, 180000); /* 60 frames, 2.000 s */
+        ck_assert_int_eq(g->nparts, 6);
+        ck_assert_int_eq(g->frames, 60);
+        ck_assert_int_eq(g->pdt_us, f.wall0 + i * 2000000LL);
+        for (int j = 0; j < g->nparts; j++) {
+            ck_assert_int_le(g->parts[j].dur, PT_TICKS);
+            if (j < g->nparts - 1)
+                ck_assert_int_ge(g->parts[j].dur * 100, PT_TICKS * 85);
+            ck_assert(g->parts[j].independent == (j == 0));
+        }
+    }
+    ck_assert_int_ge(a->last_msn, 3);
+    int64_t pt_a = 334LL * a->timescale / 1000;
+    for (int i = 0; i < 3; i++) {
+        pkg_seg_t *g = a->segs[i];
+        ck_assert_int_eq(g->msn, i + 1);
+        ck_assert(g->complete);
+        /* same interval as the video, within two audio frames */
+        ck_assert_int_le(llabs(g->dur * 90000 / a->timescale - 180000),
+                         2 * 1024 * 90000 / 44100);
+        ck_assert_int_eq(g->pdt_us, v->segs[i]->pdt_us);
+        for (int j = 0; j < g->nparts; j++) {
+            ck_assert_int_le(g->parts[j].dur, pt_a);
+            if (j < g->nparts - 1)
+                ck_assert_int_ge(g->parts[j].dur * 100, pt_a * 85);
+            ck_assert(g->parts[j].independent);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    check_parts_continuous(s, rend(s, "video"));
+    check_parts_continuous(s, rend(s, "audio"));
+
+    char *t = playlist(pkg, "live/cut", "video");
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-TARGETDURATION:2\n"
+                                    "#EXT-X-MEDIA-SEQUENCE:1\n"));
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-RENDITION-REPORT:URI=\"../audio/"
+                                    "index.m3u8\",LAST-MSN="));
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-PRELOAD-HINT:TYPE=PART,"
+                                    "URI=\"4."));
+    free(t);
+    pkg_query_t q = query(PKG_OBJ_MULTIVARIANT, "live/cut", NULL);
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    ck_assert_ptr_nonnull(strstr(t, "CODECS=\"avc1.42c01e,mp4a.40.2\","
+                                    "RESOLUTION=320x240,FRAME-RATE=30.000,"
+                                    "AUDIO=\"audio\"\nvideo/index.m3u8\n"));
+    free(t);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(lookup_objects)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/obj", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 4500);
+    pkg_answer_t a;
+    pkg_query_t q = query(PKG_OBJ_PART, "live/obj", "video");
+    q.msn = 1;
+    q.part = 2;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert_str_eq(a.content_type, "video/mp4");
+    ck_assert_int_eq(a.target_duration_s, 2);
+    ck_assert_uint_gt(a.body->len, 8);
+    ck_assert_mem_eq(a.body->data + 4, "moof", 4);
+    pd_buf_unref(&a.body);
+    q.rendition = "audio";
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert_str_eq(a.content_type, "audio/mp4");
+    pd_buf_unref(&a.body);
+
+    q = query(PKG_OBJ_SEGMENT, "live/obj", "video");
+    q.msn = 2;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_OK);
+    q.msn = 3; /* in progress: no blocking for segments */
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    q.msn = 99;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+
+    q = query(PKG_OBJ_INIT, "live/obj", "video");
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert_mem_eq(a.body->data + 4, "ftyp", 4);
+    pd_buf_unref(&a.body);
+    q.init_id = 1;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+
+    q = query(PKG_OBJ_PLAYLIST, "live/nope", "video");
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    q = query(PKG_OBJ_PLAYLIST, "live/obj", "720p");
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    q = query(PKG_OBJ_PLAYLIST, "live/obj", "audio");
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert_str_eq(a.content_type, "application/vnd.apple.mpegurl");
+    ck_assert(!a.blocked);
+    ck_assert(!a.ended);
+    pd_buf_unref(&a.body);
+
+    /* the hinted part waits, the one after it is 404 at once */
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *v = rend(s, "video");
+    int64_t hm = v->cur ? v->cur->msn : v->last_msn + 1;
+    int64_t hp = v->cur ? v->cur->nparts : 0;
+    pthread_mutex_unlock(&s->lock);
+    q = query(PKG_OBJ_PART, "live/obj", "video");
+    q.msn = hm;
+    q.part = hp + 1;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    q.part = hp;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_UNAVAILABLE);
+    wrec_t w = {0};
+    ck_assert_int_eq(look(pkg, &q, &w, NULL, NULL), PKG_ANS_WAIT);
+    pkg_stats_t st;
+    pkg_get_stats(pkg, &st);
+    ck_assert_int_eq(st.waiters, 1);
+    ck_assert_int_eq(st.streams, 1);
+    ck_assert_int_gt(st.parts_published, 20);
+    feed_until(&f, 5200);
+    ck_assert_int_eq(atomic_load(&w.calls), 1);
+    ck_assert_int_eq(atomic_load(&w.why), PKG_WAKE_READY);
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert_mem_eq(a.body->data + 4, "moof", 4);
+    pd_buf_unref(&a.body);
+    pkg_get_stats(pkg, &st);
+    ck_assert_int_eq(st.waiters, 0);
+
+    pd_buf_t *js = pkg_streams_json(pkg);
+    ck_assert_ptr_nonnull(js);
+    const char *want = "[{\"name\":\"live/obj\",\"state\":\"live\",\"url\":"
+                       "\"/live/obj/index.m3u8\",\"renditions\":[\"video\","
+                       "\"audio\"]}]";
+    ck_assert_uint_eq(js->len, strlen(want));
+    ck_assert_mem_eq(js->data, want, js->len);
+    pd_buf_unref(&js);
+    ck_assert_int_eq(pkg_hold_limit_us(pkg, "live/obj"), 6000000);
+    ck_assert_int_eq(pkg_hold_limit_us(pkg, "live/none"), 6000000);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(blocking_reload_rules)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/blk", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 7200); /* L = 3, segment 4 has a part */
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *v = rend(s, "video");
+    int64_t L = v->last_msn, pm = v->pm, pn = v->pn;
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_int_eq(L, 3);
+    ck_assert_int_eq(pm, 4);
+
+    pkg_answer_t a;
+    pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/blk", "video");
+    q.hls_part = 1; /* part without msn */
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_BAD_REQUEST);
+    q.hls_msn = 1; /* old msn with part: the whole current playlist */
+    q.hls_part = 0;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert(a.blocked);
+    pd_buf_unref(&a.body);
+    q.hls_part = -1;
+    q.hls_msn = L;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert(a.blocked);
+    pd_buf_unref(&a.body);
+    q.hls_msn = L + 3;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_BAD_REQUEST);
+    /* past the final part of a complete segment: (M+1, 0), published */
+    q.hls_msn = L;
+    q.hls_part = 6;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_OK);
+    q.hls_msn = pm; /* published part */
+    q.hls_part = pn;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_OK);
+    /* advance limit: 3 / 0.334 s = 8.98 parts */
+    q.hls_part = pn + 9;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_BAD_REQUEST);
+    q.hls_part = pn + 8;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_UNAVAILABLE);
+    q.hls_part = INT64_MAX; /* hostile: no overflow, just 400 */
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_BAD_REQUEST);
+    q.hls_msn = INT64_MAX;
+    q.hls_part = -1;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_BAD_REQUEST);
+    q.hls_msn = pm;
+
+    wrec_t wnext = {0}, wmsn = {0}, wfar = {0}, wl2 = {0};
+    q.hls_part = pn + 1;
+    ck_assert_int_eq(look(pkg, &q, &wnext, NULL, NULL), PKG_ANS_WAIT);
+    q.hls_part = -1; /* msn only: waits for the complete segment */
+    q.hls_msn = L + 1;
+    ck_assert_int_eq(look(pkg, &q, &wmsn, NULL, NULL), PKG_ANS_WAIT);
+    q.hls_msn = pm;
+    q.hls_part = pn + 3;
+    ck_assert_int_eq(look(pkg, &q, &wfar, NULL, NULL), PKG_ANS_WAIT);
+    q.hls_msn = L + 2;
+    q.hls_part = -1;
+    ck_assert_int_eq(look(pkg, &q, &wl2, NULL, NULL), PKG_ANS_WAIT);
+
+    /* one more part */
+    feed_until(&f, 7200 + 400);
+    ck_assert_int_eq(atomic_load(&wnext.calls), 1);
+    ck_assert_int_eq(atomic_load(&wnext.why), PKG_WAKE_READY);
+    ck_assert_int_eq(atomic_load(&wmsn.calls), 0);
+    ck_assert_int_eq(atomic_load(&wfar.calls), 0);
+    q.hls_msn = pm;
+    q.hls_part = pn + 1;
+    char *t = NULL;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, &t), PKG_ANS_OK);
+    ck_assert(a.blocked);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "URI=\"%lld.%lld.m4s\"", (long long)pm,
+             (long long)pn + 1);
+    ck_assert_ptr_nonnull(strstr(t, uri));
+    free(t);
+    pd_buf_unref(&a.body);
+    /* segment L+1 completes */
+    feed_until(&f, 8100);
+    ck_assert_int_eq(atomic_load(&wmsn.calls), 1);
+    ck_assert_int_eq(atomic_load(&wfar.calls), 1);
+    ck_assert_int_eq(atomic_load(&wl2.calls), 0);
+    q.hls_msn = L + 1;
+    q.hls_part = -1;
+    q.hls_skip = true;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, &t), PKG_ANS_OK);
+    ck_assert(a.blocked);
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-SKIP:SKIPPED-SEGMENTS=0\n"));
+    free(t);
+    pd_buf_unref(&a.body);
+    /* the publisher leaves: segment L+2 is closed short, which is what
+     * wl2 waited for; a waiter for the next one is held (grace) */
+    pkg_unpublish(&s);
+    ck_assert_int_eq(atomic_load(&wl2.calls), 1);
+    ck_assert_int_eq(atomic_load(&wl2.why), PKG_WAKE_READY);
+    wrec_t wl3 = {0};
+    q.hls_msn = L + 3;
+    q.hls_skip = false;
+    ck_assert_int_eq(look(pkg, &q, &wl3, NULL, NULL), PKG_ANS_WAIT);
+    pkg_shutdown(pkg);
+    ck_assert_int_eq(atomic_load(&wl3.calls), 1);
+    ck_assert_int_eq(atomic_load(&wl3.why), PKG_WAKE_SHUTDOWN);
+    /* after shutdown nothing is held any more */
+    ck_assert_int_eq(look(pkg, &q, &wl3, &a, NULL), PKG_ANS_OK);
+    ck_assert(a.ended);
+    pd_buf_unref(&a.body);
+    ck_assert_int_eq(atomic_load(&wl3.calls), 1);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(playlist_waits_for_first_segment)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/first", true, true);
+    wrec_t wmv = {0}, wv = {0}, wa = {0};
+    pkg_query_t mv = query(PKG_OBJ_MULTIVARIANT, "live/first", NULL);
+    ck_assert_int_eq(look(pkg, &mv, &wmv, NULL, NULL), PKG_ANS_WAIT);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 1000);
+    pkg_query_t qv = query(PKG_OBJ_PLAYLIST, "live/first", "video");
+    ck_assert_int_eq(look(pkg, &qv, &wv, NULL, NULL), PKG_ANS_WAIT);
+    pkg_query_t qa = query(PKG_OBJ_PLAYLIST, "live/first", "audio");
+    qa.hls_msn = 1;
+    ck_assert_int_eq(look(pkg, &qa, &wa, NULL, NULL), PKG_ANS_WAIT);
+    ck_assert_int_eq(look(pkg, &qv, NULL, NULL, NULL), PKG_ANS_UNAVAILABLE);
+    feed_until(&f, 2600);
+    ck_assert_int_eq(atomic_load(&wmv.calls), 1);
+    ck_assert_int_eq(atomic_load(&wv.calls), 1);
+    ck_assert_int_eq(atomic_load(&wa.calls), 1);
+    ck_assert_int_eq(look(pkg, &mv, NULL, NULL, NULL), PKG_ANS_OK);
+    ck_assert_int_eq(look(pkg, &qv, NULL, NULL, NULL), PKG_ANS_OK);
+    ck_assert_int_eq(look(pkg, &qa, NULL, NULL, NULL), PKG_ANS_OK);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(hinted_part_never_published)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/hint", true, false);
+    feeder_t f = feeder(s, true, false);
+    feed_until(&f, 3000);
+    pkg_rend_t *v = rend(s, "video");
+    pthread_mutex_lock(&s->lock);
+    int64_t hm = v->cur->msn, hp = v->cur->nparts;
+    pthread_mutex_unlock(&s->lock);
+    wrec_t w = {0}, wp = {0};
+    pkg_query_t q = query(PKG_OBJ_PART, "live/hint", "video");
+    q.msn = hm;
+    q.part = hp;
+    ck_assert_int_eq(look(pkg, &q, &w, NULL, NULL), PKG_ANS_WAIT);
+    pkg_query_t qp = query(PKG_OBJ_PLAYLIST, "live/hint", "video");
+    qp.hls_msn = hm;
+    qp.hls_part = hp;
+    ck_assert_int_eq(look(pkg, &qp, &wp, NULL, NULL), PKG_ANS_WAIT);
+    /* the segmentation changes: the segment closes without that part */
+    ck_assert_int_eq(pkg_idx_publish(s, v, NULL, 0, 0, false, true), PD_OK);
+    ck_assert_int_eq(atomic_load(&w.calls), 1);
+    ck_assert_int_eq(atomic_load(&w.why), PKG_WAKE_READY);
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    /* the playlist waiter now waits for (hm + 1, 0) */
+    ck_assert_int_eq(atomic_load(&wp.calls), 0);
+    ck_assert_int_eq(look(pkg, &qp, NULL, NULL, NULL), PKG_ANS_UNAVAILABLE);
+    char *t = playlist(pkg, "live/hint", "video");
+    char hint[64];
+    snprintf(hint, sizeof(hint), "PRELOAD-HINT:TYPE=PART,URI=\"%lld.0.m4s\"",
+             (long long)hm + 1);
+    ck_assert_ptr_nonnull(strstr(t, hint));
+    free(t);
+    pkg_shutdown(pkg);
+    ck_assert_int_eq(atomic_load(&wp.calls), 1);
+    ck_assert_int_eq(atomic_load(&wp.why), PKG_WAKE_SHUTDOWN);
+    ck_assert_int_eq(write_video(&f, vdts(&f, f.vn), false, 0), PD_ECLOSED);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(waiter_timeout_and_limit)
+{
+    cfg.max_waiters = 3;
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/lim", true, false);
+    feeder_t f = feeder(s, true, false);
+    feed_until(&f, 2500);
+    pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/lim", "video");
+    q.hls_msn = 2;
+    wrec_t w[4] = {0};
+    pkg_answer_t a;
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pkg_lookup(pkg, &q, pd_mono_us() + 100000, on_wake,
+                                    &w[i], &a), PD_OK);
+    ck_assert_int_eq(a.status, PKG_ANS_WAIT);
+    ck_assert_int_eq(pkg_lookup(pkg, &q, pd_mono_us() + 100000, on_wake,
+                                &w[3], &a), PD_ELIMIT);
+    ck_assert_int_eq(a.status, PKG_ANS_UNAVAILABLE);
+    /* the housekeeping thread times them out */
+    for (int i = 0; i < 200 && atomic_load(&w[2].calls) == 0; i++)
+        usleep(20000);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(atomic_load(&w[i].calls), 1);
+        ck_assert_int_eq(atomic_load(&w[i].why), PKG_WAKE_TIMEOUT);
+    }
+    ck_assert_int_eq(atomic_load(&w[3].calls), 0);
+    pkg_stats_t st;
+    pkg_get_stats(pkg, &st);
+    ck_assert_int_eq(st.waiters, 0);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(wake_ten_thousand)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/many", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 2500);
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *v = rend(s, "video");
+    int64_t pm = v->pm, pn = v->pn;
+    pthread_mutex_unlock(&s->lock);
+    enum { N = 10000 };
+    wrec_t *w = calloc(N, sizeof(*w));
+    pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/many", "video");
+    q.hls_msn = pm;
+    q.hls_part = pn + 1;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(look(pkg, &q, &w[i], NULL, NULL), PKG_ANS_WAIT);
+    pkg_stats_t st;
+    pkg_get_stats(pkg, &st);
+    ck_assert_int_eq(st.waiters, N);
+    feed_until(&f, 3000);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(atomic_load(&w[i].calls), 1);
+        ck_assert_int_eq(atomic_load(&w[i].why), PKG_WAKE_READY);
+    }
+    pkg_get_stats(pkg, &st);
+    ck_assert_int_eq(st.waiters, 0);
+    free(w);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+typedef struct reader_s {
+    pkg_t *pkg;
+    atomic_bool *stop;
+    long answers;
+} reader_t;
+
+static void *reader_main(void *arg)
+{
+    reader_t *rd = arg;
+    static const char *rends[] = {"video", "audio"};
+    while (!atomic_load(rd->stop)) {
+        for (int k = 0; k < 2; k++) {
+            pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/mt", rends[k]);
+            q.hls_skip = rd->answers % 2;
+            pkg_answer_t a;
+            pkg_lookup(rd->pkg, &q, 0, NULL, NULL, &a);
+            if (a.body && a.body->len > 7 &&
+                memcmp(a.body->data, "#EXTM3U", 7) != 0)
+                abort(); /* torn playlist */
+            pd_buf_unref(&a.body);
+            q = query(PKG_OBJ_PART, "live/mt", rends[k]);
+            q.msn = 1 + rd->answers % 5;
+            q.part = rd->answers % 6;
+            pkg_lookup(rd->pkg, &q, 0, NULL, NULL, &a);
+            pd_buf_unref(&a.body);
+            pd_buf_t *js = pkg_streams_json(rd->pkg);
+            pd_buf_unref(&js);
+            rd->answers++;
+        }
+    }
+    return NULL;
+}
+
+static void count_wake(void *opaque, pkg_wake_t why)
+{
+    (void)why;
+    atomic_fetch_add((atomic_int *)opaque, 1);
+}
+
+START_TEST(concurrent_readers)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/mt", true, true);
+    atomic_bool stop = false;
+    reader_t rd[3] = {{pkg, &stop, 0}, {pkg, &stop, 0}, {pkg, &stop, 0}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, reader_main, &rd[i]),
+                         0);
+    feeder_t f = feeder(s, true, true);
+    atomic_int woken = 0;
+    int registered = 0;
+    for (int64_t t = 500; t <= 12000; t += 100) {
+        feed_until(&f, t);
+        /* blocking requests from this thread too, woken by the writer */
+        pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/mt", "audio");
+        q.hls_msn = t / 2000 + 1;
+        q.hls_part = 0;
+        pkg_answer_t a;
+        ck_assert_int_eq(pkg_lookup(pkg, &q, pd_mono_us() + 30000000,
+                                    count_wake, &woken, &a), PD_OK);
+        if (a.status == PKG_ANS_WAIT)
+            registered++;
+        pd_buf_unref(&a.body);
+        usleep(1000);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_gt(rd[i].answers, 0);
+    }
+    pkg_unpublish(&s);
+    pkg_shutdown(pkg);
+    ck_assert_int_eq(atomic_load(&woken), registered);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+/* ---- timestamps ------------------------------------------------------- */
+
+START_TEST(timestamps_monotonic)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/ts", true, true);
+    feeder_t f = feeder(s, true, true);
+    f.base_ms = 4294967296LL - 3000; /* near the 32-bit wrap */
+    feed_until(&f, 2500);
+    /* the publisher's clock steps back 2 s */
+    f.base_ms -= 2000 + 10;
+    feed_until(&f, 5000);
+    /* then jumps 10 s forward */
+    f.base_ms += 10000;
+    feed_until(&f, 7500);
+    /* a raw 32-bit wrap that ingest did not unwrap */
+    f.base_ms -= 4294967296LL;
+    feed_until(&f, 9500);
+    /* pts < dts is clamped */
+    ck_assert_int_eq(write_video(&f, vdts(&f, f.vn), false, -40), 0);
+    f.vn++;
+    feed_until(&f, 10500);
+    ck_assert_int_eq(f.bad, 0);
+    check_parts_continuous(s, rend(s, "video"));
+    check_parts_continuous(s, rend(s, "audio"));
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *v = rend(s, "video");
+    /* output time tracks the frames, not the publisher's jumps */
+    int64_t total = 0;
+    for (int i = 0; i < v->nsegs; i++) {
+        total += v->segs[i]->dur;
+        ck_assert_int_lt(v->segs[i]->dur, 2 * 90000 + 45000);
+        for (int j = 0; j < v->segs[i]->nparts; j++)
+            ck_assert_int_le(v->segs[i]->parts[j].dur, PT_TICKS);
+    }
+    int64_t frames = 0;
+    for (int i = 0; i < v->nsegs; i++)
+        frames += v->segs[i]->frames;
+    ck_assert_int_le(llabs(total - frames * 3000), frames * 100);
+    pthread_mutex_unlock(&s->lock);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(keyframe_interval_too_long)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/gop", true, false);
+    feeder_t f = feeder(s, true, false);
+    feed_until(&f, 2100); /* first segment 2 s: TD 2 */
+    f.gop = 150;           /* keyframes every 5 s from here on */
+    feed_until(&f, 14000);
+    pthread_mutex_lock(&s->lock);
+    ck_assert_int_eq(s->td_s, 2);
+    pkg_rend_t *v = rend(s, "video");
+    int forced = 0;
+    for (int i = 0; i < v->nsegs; i++) {
+        pkg_seg_t *g = v->segs[i];
+        if (g->complete)
+            ck_assert_int_lt(g->dur, 90000 * 5 / 2); /* rounds to <= 2 */
+        if (g->nparts && !g->parts[0].independent)
+            forced++;
+    }
+    ck_assert_int_gt(forced, 0);
+    pthread_mutex_unlock(&s->lock);
+    check_parts_continuous(s, rend(s, "video"));
+    char *t = playlist(pkg, "live/gop", "video");
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-TARGETDURATION:2\n"));
+    free(t);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+/* ---- stream life ------------------------------------------------------ */
+
+START_TEST(grace_and_republish)
+{
+    cfg.grace_period_ms = 5000;
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/re", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 4500);
+    pkg_stream_t *s2 = NULL;
+    ck_assert_int_eq(pkg_publish(pkg, "live/re", "x", &s2), PD_EEXIST);
+    pkg_rend_t *v = rend(s, "video");
+    pkg_unpublish(&s); /* closes the short segment 3 */
+    char *t = playlist(pkg, "live/re", "video");
+    ck_assert_ptr_null(strstr(t, "ENDLIST"));
+    ck_assert_ptr_nonnull(strstr(t, "3.m4s\n#EXT-X-PRELOAD-HINT:TYPE=PART,"
+                                    "URI=\"4.0.m4s\""));
+    free(t);
+    t = playlist(pkg, "live/re", "audio");
+    ck_assert_ptr_nonnull(strstr(t, "#EXTINF:"));
+    ck_assert_ptr_nonnull(strstr(t, "3.m4s\n#EXT-X-PRELOAD-HINT:TYPE=PART,"
+                                    "URI=\"4.0.m4s\""));
+    free(t);
+    int64_t old_end = v->tl_end;
+
+    s = start(pkg, "live/re", true, true); /* same stream continues */
+    ck_assert_ptr_eq(rend(s, "video"), v);
+    feeder_t g = feeder(s, true, true);
+    g.base_ms = 777; /* a new encoder's clock */
+    feed_until(&g, 4500);
+    ck_assert_int_eq(g.bad, 0);
+    t = playlist(pkg, "live/re", "video");
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
+    ck_assert_ptr_nonnull(strstr(t, "3.m4s\n#EXT-X-DISCONTINUITY\n"
+                                    "#EXT-X-MAP:URI=\"init-1.mp4\"\n"
+                                    "#EXT-X-PROGRAM-DATE-TIME:"));
+    ck_assert_ptr_nonnull(strstr(t, "URI=\"4.0.m4s\",INDEPENDENT=YES\n"));
+    free(t);
+    t = playlist(pkg, "live/re", "audio");
+    ck_assert_ptr_nonnull(strstr(t, "3.m4s\n#EXT-X-DISCONTINUITY\n"
+                                    "#EXT-X-MAP:URI=\"init-1.mp4\"\n"));
+    free(t);
+    pkg_query_t q = query(PKG_OBJ_INIT, "live/re", "audio");
+    q.init_id = 1;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_OK);
+    /* the output timeline continues where it was */
+    pthread_mutex_lock(&s->lock);
+    pkg_seg_t *g4 = pkg_idx_find(v, 4);
+    ck_assert_ptr_nonnull(g4);
+    ck_assert(g4->discontinuity);
+    ck_assert_int_eq(g4->init_id, 1);
+    ck_assert_int_ge(g4->start, old_end);
+    ck_assert_int_lt(g4->start, old_end + 90 * 50);
+    ck_assert_int_eq(pkg_idx_find(rend(s, "audio"), 4)->pdt_us, g4->pdt_us);
+    pthread_mutex_unlock(&s->lock);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(discontinuity_sequence_advances)
+{
+    cfg.window_segments = 6;
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/ds", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 4500);
+    pkg_unpublish(&s);
+    s = start(pkg, "live/ds", true, true);
+    feeder_t g = feeder(s, true, true);
+    feed_until(&g, 9000);
+    for (int k = 0; k < 2; k++) {
+        char *t = playlist(pkg, "live/ds", k ? "audio" : "video");
+        /* msn 4 (the discontinuity) is still listed */
+        ck_assert_ptr_nonnull(strstr(t, "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
+        ck_assert_ptr_nonnull(strstr(t, "#EXT-X-DISCONTINUITY\n"));
+        free(t);
+    }
+    feed_until(&g, 24000);
+    for (int k = 0; k < 2; k++) {
+        char *t = playlist(pkg, "live/ds", k ? "audio" : "video");
+        ck_assert_ptr_nonnull(strstr(t, "#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+        ck_assert_ptr_null(strstr(t, "#EXT-X-DISCONTINUITY\n"));
+        ck_assert_ptr_nonnull(strstr(t, "#EXT-X-MAP:URI=\"init-1.mp4\"\n"));
+        ck_assert_ptr_null(strstr(t, "\"init.mp4\""));
+        free(t);
+    }
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(end_linger_remove)
+{
+    cfg.grace_period_ms = 200;
+    cfg.linger_ms = 500;
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/end", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 4500);
+    wrec_t w = {0}, wpl = {0};
+    pkg_query_t qp = query(PKG_OBJ_PART, "live/end", "video");
+    qp.msn = 3;
+    pthread_mutex_lock(&s->lock);
+    qp.part = rend(s, "video")->cur->nparts + 1; /* beyond the hint */
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_int_eq(look(pkg, &qp, &w, NULL, NULL), PKG_ANS_NOT_FOUND);
+    pkg_unpublish(&s);
+    /* the playlist waiter is held through the grace period, then the
+     * stream ends and it gets the final playlist */
+    pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/end", "video");
+    q.hls_msn = 4;
+    ck_assert_int_eq(look(pkg, &q, &wpl, NULL, NULL), PKG_ANS_WAIT);
+    for (int i = 0; i < 250 && atomic_load(&wpl.calls) == 0; i++)
+        usleep(20000);
+    ck_assert_int_eq(atomic_load(&wpl.calls), 1);
+    ck_assert_int_eq(atomic_load(&wpl.why), PKG_WAKE_READY);
+    pkg_answer_t a;
+    char *t = NULL;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, &t), PKG_ANS_OK);
+    ck_assert(a.ended);
+    ck_assert(!a.blocked); /* directives ignored */
+    pd_buf_unref(&a.body);
+    size_t n = strlen(t);
+    ck_assert_str_eq(t + n - strlen("3.m4s\n#EXT-X-ENDLIST\n"),
+                     "3.m4s\n#EXT-X-ENDLIST\n");
+    ck_assert_ptr_null(strstr(t, "PRELOAD-HINT"));
+    char *t2 = NULL;
+    q.hls_msn = -1;
+    q.hls_skip = true;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t2), PKG_ANS_OK);
+    ck_assert_str_eq(t, t2);
+    free(t);
+    free(t2);
+    pd_buf_t *js = pkg_streams_json(pkg);
+    ck_assert_ptr_nonnull(memmem(js->data, js->len, "\"ended\"", 7));
+    pd_buf_unref(&js);
+    /* linger over: removed */
+    pkg_query_t mv = query(PKG_OBJ_MULTIVARIANT, "live/end", NULL);
+    pkg_status_t st = PKG_ANS_OK;
+    for (int i = 0; i < 250 && st == PKG_ANS_OK; i++) {
+        st = look(pkg, &mv, NULL, NULL, NULL);
+        if (st == PKG_ANS_OK)
+            usleep(20000);
+    }
+    ck_assert_int_eq(st, PKG_ANS_NOT_FOUND);
+    pkg_stats_t ps;
+    pkg_get_stats(pkg, &ps);
+    ck_assert_int_eq(ps.streams, 0);
+    /* the name can be published again: a new stream */
+    s = start(pkg, "live/end", true, false);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(window_and_retention)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/win", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 80100); /* 40 segments */
+    char *t = playlist(pkg, "live/win", "video");
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-MEDIA-SEQUENCE:29\n"));
+    int extinf = 0, parts = 0;
+    for (const char *p = t; (p = strstr(p, "#EXTINF:")); p++)
+        extinf++;
+    for (const char *p = t; (p = strstr(p, "#EXT-X-PART:")); p++)
+        parts++;
+    ck_assert_int_eq(extinf, 12);
+    ck_assert_int_ge(parts, 18); /* 3 complete segments + in progress */
+    ck_assert_int_le(parts, 24);
+    free(t);
+    pkg_query_t q = query(PKG_OBJ_PLAYLIST, "live/win", "video");
+    q.hls_skip = true;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-MEDIA-SEQUENCE:29\n"));
+    ck_assert_ptr_nonnull(strstr(t, "#EXT-X-SKIP:SKIPPED-SEGMENTS=5\n"
+                                    "#EXT-X-MAP:URI=\"init.mp4\"\n"));
+    ck_assert_ptr_nonnull(strstr(t, "\n34.m4s\n"));
+    ck_assert_ptr_null(strstr(t, "\n33.m4s\n"));
+    free(t);
+    /* removed from the playlist, still served for a while */
+    q = query(PKG_OBJ_SEGMENT, "live/win", "video");
+    q.msn = 28;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_OK);
+    q.msn = 1;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    q = query(PKG_OBJ_PART, "live/win", "video");
+    q.msn = 35; /* parts unlisted 3 x TD ago, still there */
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_OK);
+    q.msn = 20;
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    pthread_mutex_lock(&s->lock);
+    /* listed 12 + kept (window + 1 segment + 1 s after removal: 14) +
+     * the one in progress */
+    ck_assert_int_le(rend(s, "video")->nsegs, 12 + 14 + 1);
+    pthread_mutex_unlock(&s->lock);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(audio_only_and_video_only)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *sa = start(pkg, "live/radio", false, true);
+    feeder_t fa = feeder(sa, false, true);
+    feed_until(&fa, 7000);
+    ck_assert_int_eq(fa.bad, 0);
+    pkg_stream_t *sv = start(pkg, "live/mute", true, false);
+    feeder_t fv = feeder(sv, true, false);
+    feed_until(&fv, 4500);
+
+    char *t = NULL;
+    pkg_query_t q = query(PKG_OBJ_MULTIVARIANT, "live/radio", NULL);
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    ck_assert_ptr_nonnull(strstr(t, ",CODECS=\"mp4a.40.2\"\n"
+                                    "audio/index.m3u8\n"));
+    ck_assert_ptr_null(strstr(t, "EXT-X-MEDIA:"));
+    free(t);
+    q = query(PKG_OBJ_PLAYLIST, "live/radio", "video");
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, NULL), PKG_ANS_NOT_FOUND);
+    pthread_mutex_lock(&sa->lock);
+    pkg_rend_t *a = rend(sa, "audio");
+    ck_assert_int_eq(a->last_msn, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_le(llabs(a->segs[i]->dur - 88200), 1024);
+        for (int j = 0; j < a->segs[i]->nparts; j++)
+            ck_assert_int_le(a->segs[i]->parts[j].dur, 334 * 441 / 10);
+    }
+    pthread_mutex_unlock(&sa->lock);
+    check_parts_continuous(sa, rend(sa, "audio"));
+
+    q = query(PKG_OBJ_MULTIVARIANT, "live/mute", NULL);
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    ck_assert_ptr_null(strstr(t, "AUDIO="));
+    ck_assert_ptr_null(strstr(t, "EXT-X-MEDIA:"));
+    ck_assert_ptr_nonnull(strstr(t, "CODECS=\"avc1.42c01e\",RESOLUTION="));
+    free(t);
+    t = playlist(pkg, "live/mute", "video");
+    ck_assert_ptr_null(strstr(t, "RENDITION-REPORT"));
+    free(t);
+    pkg_unpublish(&sa);
+    pkg_unpublish(&sv);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(bad_input)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = NULL;
+    ck_assert_int_eq(pkg_publish(pkg, "", "p", &s), PD_EINVAL);
+    ck_assert_int_eq(pkg_publish(pkg, "live/a b", "p", &s), PD_EINVAL);
+    ck_assert_int_eq(pkg_publish(pkg, "live/x?key=1", "p", &s), PD_EINVAL);
+    ck_assert_int_eq(pkg_publish(pkg, "live/bad", "p", &s), PD_OK);
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_VIDEO, PKG_CODEC_AAC,
+                                           ASC, sizeof(ASC)), PD_EUNSUP);
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_VIDEO, PKG_CODEC_H264,
+                                           ASC, sizeof(ASC)), PD_EINVAL);
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_AUDIO, PKG_CODEC_AAC,
+                                           AVCC, 1), PD_EINVAL);
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_AUDIO, PKG_CODEC_AAC,
+                                           NULL, 0), PD_EINVAL);
+    feeder_t f = feeder(s, true, false);
+    ck_assert_int_eq(write_video(&f, 0, true, 0), PD_EINVAL); /* no config */
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_VIDEO, PKG_CODEC_H264,
+                                           AVCC, sizeof(AVCC)), PD_OK);
+    pkg_frame_t fr = {PKG_MEDIA_VIDEO, 0, 0, true, NULL, 10, 0};
+    ck_assert_int_eq(pkg_stream_write(s, &fr), PD_EINVAL);
+    fr.data = KEY;
+    fr.len = 0;
+    ck_assert_int_eq(pkg_stream_write(s, &fr), PD_EINVAL);
+    fr.len = sizeof(KEY);
+    fr.media = (pkg_media_t)7;
+    ck_assert_int_eq(pkg_stream_write(s, &fr), PD_EINVAL);
+    /* no size from the (dummy) frame and no hints: refused, logged once */
+    ck_assert_int_eq(write_video(&f, 0, true, 0), PD_OK);
+    ck_assert_int_eq(write_video(&f, 33, false, 0), PD_EINVAL);
+    /* audio never declared: ignored */
+    ck_assert_int_eq(write_audio(&f, 40), PD_OK);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(config_change_mid_stream)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/cc", true, true);
+    feeder_t f = feeder(s, true, true);
+    feed_until(&f, 3000);
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_VIDEO, PKG_CODEC_H264,
+                                           AVCC2, sizeof(AVCC2)), PD_OK);
+    feed_until(&f, 6500);
+    char *t = playlist(pkg, "live/cc", "video");
+    ck_assert_ptr_nonnull(strstr(t, "2.m4s\n#EXT-X-DISCONTINUITY\n"
+                                    "#EXT-X-MAP:URI=\"init-1.mp4\"\n"));
+    free(t);
+    t = playlist(pkg, "live/cc", "audio");
+    ck_assert_ptr_nonnull(strstr(t, "2.m4s\n#EXT-X-DISCONTINUITY\n"
+                                    "#EXT-X-PROGRAM-DATE-TIME:"));
+    free(t);
+    pkg_query_t q = query(PKG_OBJ_MULTIVARIANT, "live/cc", NULL);
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    ck_assert_ptr_nonnull(strstr(t, "avc1.4d401f"));
+    free(t);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(audio_waits_for_video_keyframe)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/late", true, true);
+    feeder_t f = feeder(s, true, true);
+    f.gop = 1000000; /* no keyframe for now: frame 0 is one, skip it */
+    f.vn = 1;
+    feed_until(&f, 4000); /* 4 s of audio, video without keyframes */
+    f.gop = 60;          /* keyframes from frame 120 (4 s) on */
+    feed_until(&f, 8500);
+    ck_assert_int_eq(f.bad, 0);
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *v = rend(s, "video"), *a = rend(s, "audio");
+    ck_assert(!a->self_timed);
+    ck_assert_int_ge(v->last_msn, 2);
+    ck_assert_int_ge(a->last_msn, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(a->segs[i]->msn, v->segs[i]->msn);
+        ck_assert_int_eq(a->segs[i]->pdt_us, v->segs[i]->pdt_us);
+        /* audio from before the video started was dropped */
+        ck_assert_int_le(a->segs[i]->dur * 90000 / a->timescale,
+                         v->segs[i]->dur + 3 * 2090);
+        ck_assert_int_ge(a->segs[i]->start * 90000 / a->timescale,
+                         v->segs[i]->start - 3 * 90000);
+    }
+    pthread_mutex_unlock(&s->lock);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+START_TEST(audio_self_timed_without_video)
+{
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = start(pkg, "live/novid", true, true);
+    feeder_t f = feeder(s, false, true); /* video declared, never sent */
+    feed_until(&f, 9000);
+    ck_assert_int_eq(f.bad, 0);
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *a = rend(s, "audio");
+    ck_assert(a->self_timed);
+    ck_assert_int_ge(a->last_msn, 2);
+    for (int i = 0; i < a->nsegs; i++)
+        for (int j = 0; j < a->segs[i]->nparts; j++)
+            ck_assert_int_le(a->segs[i]->parts[j].dur, 334 * 441 / 10);
+    int aq = a->aq_n;
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_int_le(aq, PKG_AQ_MAX);
+    char *t = playlist(pkg, "live/novid", "audio");
+    ck_assert_ptr_nonnull(strstr(t, "#EXTINF:"));
+    free(t);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+/* ---- real media -------------------------------------------------------- */
+
+static char tmpdir[64];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/podium-pkg-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void rm_tmpdir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void make_flv(const char *path, int bframes)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "ffmpeg -hide_banner -loglevel error -y -f lavfi -i "
+             "testsrc2=size=320x180:rate=30 -f lavfi -i sine=sample_rate=44100 "
+             "-t 6 -c:v libx264 -preset ultrafast -g 60 -bf %d -c:a aac "
+             "-f flv '%s'",
+             bframes, path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static char flv_codecs[32]; /* avc1.PPCCLL from the FLV's avcC */
+
+/* Publishes the FLV's packets as ingest would. */
+static void feed_flv(pkg_stream_t *s, const char *path)
+{
+    AVFormatContext *ic = NULL;
+    ck_assert_int_eq(avformat_open_input(&ic, path, NULL, NULL), 0);
+    ck_assert_int_ge(avformat_find_stream_info(ic, NULL), 0);
+    for (unsigned i = 0; i < ic->nb_streams; i++) {
+        AVCodecParameters *p = ic->streams[i]->codecpar;
+        bool v = p->codec_type == AVMEDIA_TYPE_VIDEO;
+        if (v)
+            snprintf(flv_codecs, sizeof(flv_codecs), "avc1.%02x%02x%02x",
+                     p->extradata[1], p->extradata[2], p->extradata[3]);
+        ck_assert_int_eq(pkg_stream_set_config(
+                             s, v ? PKG_MEDIA_VIDEO : PKG_MEDIA_AUDIO,
+                             v ? PKG_CODEC_H264 : PKG_CODEC_AAC, p->extradata,
+                             (size_t)p->extradata_size), PD_OK);
+    }
+    AVPacket *pkt = av_packet_alloc();
+    while (av_read_frame(ic, pkt) >= 0) {
+        AVStream *st = ic->streams[pkt->stream_index];
+        bool v = st->codecpar->codec_type == AVMEDIA_TYPE_VIDEO;
+        AVRational ms = {1, 1000};
+        int64_t dts = av_rescale_q(pkt->dts, st->time_base, ms);
+        int64_t pts = av_rescale_q(pkt->pts, st->time_base, ms);
+        pkg_frame_t f = {v ? PKG_MEDIA_VIDEO : PKG_MEDIA_AUDIO, dts,
+                         (int32_t)(pts - dts),
+                         v ? (pkt->flags & AV_PKT_FLAG_KEY) != 0 : true,
+                         pkt->data, (size_t)pkt->size,
+                         1795758234000000LL + dts * 1000};
+        ck_assert_int_eq(pkg_stream_write(s, &f), PD_OK);
+        av_packet_unref(pkt);
+    }
+    av_packet_free(&pkt);
+    avformat_close_input(&ic);
+}
+
+static void save(pkg_t *pkg, pkg_obj_t obj, const char *rendition,
+                 int64_t msn, int64_t part, FILE *out)
+{
+    pkg_query_t q = query(obj, "live/real", rendition);
+    q.msn = msn;
+    q.part = part;
+    pkg_answer_t a;
+    ck_assert_int_eq(look(pkg, &q, NULL, &a, NULL), PKG_ANS_OK);
+    ck_assert_uint_eq(fwrite(a.body->data, 1, a.body->len, out), a.body->len);
+    pd_buf_unref(&a.body);
+}
+
+/* ffprobe: number of decoded frames of the file's first stream */
+static long probe_frames(const char *path, const char *decode_check)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "ffprobe -v error -count_frames -show_entries "
+             "stream=nb_read_frames -of csv=p=0 '%s'", path);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char line[64] = "";
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
+    pclose(p);
+    if (decode_check) {
+        snprintf(cmd, sizeof(cmd),
+                 "ffmpeg -v error -xerror -i '%s' -f null - 2>&1", path);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    return strtol(line, NULL, 10);
+}
+
+static void real_media(int bframes)
+{
+    make_tmpdir();
+    char flv[128], path[128];
+    snprintf(flv, sizeof(flv), "%s/in.flv", tmpdir);
+    make_flv(flv, bframes);
+    pkg_t *pkg;
+    ck_assert_int_eq(pkg_create(&cfg, &pkg), PD_OK);
+    pkg_stream_t *s = NULL;
+    ck_assert_int_eq(pkg_publish(pkg, "live/real", "ffmpeg", &s), PD_OK);
+    feed_flv(s, flv);
+    check_parts_continuous(s, rend(s, "video"));
+    check_parts_continuous(s, rend(s, "audio"));
+    pkg_unpublish(&s); /* closes the last segment: 3 segments */
+    char *t = NULL;
+    pkg_query_t q = query(PKG_OBJ_MULTIVARIANT, "live/real", NULL);
+    ck_assert_int_eq(look(pkg, &q, NULL, NULL, &t), PKG_ANS_OK);
+    ck_assert_ptr_nonnull(strstr(t, "RESOLUTION=320x180,FRAME-RATE=30.000"));
+    char codecs[64];
+    snprintf(codecs, sizeof(codecs), "CODECS=\"%s,mp4a.40.2\"", flv_codecs);
+    ck_assert_ptr_nonnull(strstr(t, codecs));
+    free(t);
+
+    const char *rends[2] = {"video", "audio"};
+    for (int k = 0; k < 2; k++) {
+        /* init + segments decode; frames == the input's */
+        snprintf(path, sizeof(path), "%s/%s-seg.mp4", tmpdir, rends[k]);
+        FILE *out = fopen(path, "wb");
+        save(pkg, PKG_OBJ_INIT, rends[k], 0, 0, out);
+        for (int m = 1; m <= 3; m++)
+            save(pkg, PKG_OBJ_SEGMENT, rends[k], m, 0, out);
+        fclose(out);
+        long frames = probe_frames(path, "decode");
+        if (k == 0)
+            ck_assert_int_eq(frames, 180);
+        else
+            ck_assert_int_ge(frames, 255); /* 6 s of 1024-sample frames */
+        /* init + segment 2's parts: same frames as init + segment 2 */
+        char p2[128], s2[128];
+        snprintf(p2, sizeof(p2), "%s/%s-p2.mp4", tmpdir, rends[k]);
+        snprintf(s2, sizeof(s2), "%s/%s-s2.mp4", tmpdir, rends[k]);
+        out = fopen(p2, "wb");
+        save(pkg, PKG_OBJ_INIT, rends[k], 0, 0, out);
+        int np = 0;
+        for (int j = 0; j < 64; j++) {
+            pkg_query_t pq = query(PKG_OBJ_PART, "live/real", rends[k]);
+            pq.msn = 2;
+            pq.part = j;
+            if (look(pkg, &pq, NULL, NULL, NULL) != PKG_ANS_OK)
+                break;
+            save(pkg, PKG_OBJ_PART, rends[k], 2, j, out);
+            np++;
+        }
+        fclose(out);
+        ck_assert_int_ge(np, 6);
+        out = fopen(s2, "wb");
+        save(pkg, PKG_OBJ_INIT, rends[k], 0, 0, out);
+        save(pkg, PKG_OBJ_SEGMENT, rends[k], 2, 0, out);
+        fclose(out);
+        long fp = probe_frames(p2, "decode"), fs = probe_frames(s2, NULL);
+        ck_assert_int_gt(fp, 0);
+        ck_assert_int_eq(fp, fs);
+        if (k == 0)
+            ck_assert_int_eq(fs, 60);
+    }
+    pkg_destroy(&pkg);
+    rm_tmpdir();
+}
+
+START_TEST(real_media_flv)
+{
+    real_media(0);
+}
+END_TEST
+
+START_TEST(real_media_flv_bframes)
+{
+    real_media(2);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("packager");
+    TCase *tc = tcase_create("codec");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, codec_strings);
+    tcase_add_test(tc, codec_hostile_bytes);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("index");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, cut_parts_and_segments);
+    tcase_add_test(tc, lookup_objects);
+    tcase_add_test(tc, blocking_reload_rules);
+    tcase_add_test(tc, playlist_waits_for_first_segment);
+    tcase_add_test(tc, hinted_part_never_published);
+    tcase_add_test(tc, waiter_timeout_and_limit);
+    tcase_add_test(tc, wake_ten_thousand);
+    tcase_add_test(tc, concurrent_readers);
+    tcase_add_test(tc, timestamps_monotonic);
+    tcase_add_test(tc, keyframe_interval_too_long);
+    tcase_add_test(tc, grace_and_republish);
+    tcase_add_test(tc, discontinuity_sequence_advances);
+    tcase_add_test(tc, end_linger_remove);
+    tcase_add_test(tc, window_and_retention);
+    tcase_add_test(tc, audio_only_and_video_only);
+    tcase_add_test(tc, bad_input);
+    tcase_add_test(tc, config_change_mid_stream);
+    tcase_add_test(tc, audio_waits_for_video_keyframe);
+    tcase_add_test(tc, audio_self_timed_without_video);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("real_media");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, real_media_flv);
+    tcase_add_test(tc, real_media_flv_bframes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
