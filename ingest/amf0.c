@@ -151,9 +151,16 @@ static int decode_value(dec_t *d, int depth, amf0_value_t **out)
         return PD_ELIMIT;
     uint8_t marker = d->buf[d->pos];
     switch (marker) {
-    case AMF0_NUMBER: case AMF0_BOOLEAN: case AMF0_STRING: case AMF0_OBJECT:
-    case AMF0_NULL: case AMF0_UNDEFINED: case AMF0_REFERENCE:
-    case AMF0_ECMA_ARRAY: case AMF0_STRICT_ARRAY: case AMF0_DATE:
+    case AMF0_NUMBER:
+    case AMF0_BOOLEAN:
+    case AMF0_STRING:
+    case AMF0_OBJECT:
+    case AMF0_NULL:
+    case AMF0_UNDEFINED:
+    case AMF0_REFERENCE:
+    case AMF0_ECMA_ARRAY:
+    case AMF0_STRICT_ARRAY:
+    case AMF0_DATE:
     case AMF0_LONG_STRING:
         break;
     default: /* OBJECT_END out of place, movieclip, AMF3 switch, ... */
@@ -245,8 +252,7 @@ static int decode_value(dec_t *d, int depth, amf0_value_t **out)
     return 0;
 }
 
-int amf0_decode(const uint8_t *buf, size_t len, size_t *pos,
-                amf0_value_t **out)
+int amf0_decode(const uint8_t *buf, size_t len, size_t *pos, amf0_value_t **out)
 {
     *out = NULL;
     if (!buf || *pos > len)
@@ -473,8 +479,12 @@ void amf0_put_value(amf0_wr_t *w, const amf0_value_t *v)
 {
     uint8_t *p;
     switch (v->type) {
-    case AMF0_NUMBER: amf0_put_number(w, v->num); break;
-    case AMF0_BOOLEAN: amf0_put_bool(w, v->boolean); break;
+    case AMF0_NUMBER:
+        amf0_put_number(w, v->num);
+        break;
+    case AMF0_BOOLEAN:
+        amf0_put_bool(w, v->boolean);
+        break;
     case AMF0_STRING:
         amf0_put_string(w, v->str, v->str_len);
         break;
@@ -486,15 +496,21 @@ void amf0_put_value(amf0_wr_t *w, const amf0_value_t *v)
                 memcpy(p + 5, v->str, v->str_len);
         }
         break;
-    case AMF0_NULL: amf0_put_null(w); break;
-    case AMF0_UNDEFINED: amf0_put_undefined(w); break;
+    case AMF0_NULL:
+        amf0_put_null(w);
+        break;
+    case AMF0_UNDEFINED:
+        amf0_put_undefined(w);
+        break;
     case AMF0_REFERENCE:
         if ((p = wr_reserve(w, 3))) {
             p[0] = AMF0_REFERENCE;
             wr16(p + 1, v->ref);
         }
         break;
-    case AMF0_DATE: amf0_put_date(w, v->num, v->tz); break;
+    case AMF0_DATE:
+        amf0_put_date(w, v->num, v->tz);
+        break;
     case AMF0_OBJECT:
     case AMF0_ECMA_ARRAY:
         if (v->type == AMF0_OBJECT)

@@ -1,6 +1,7 @@
 /*
  * ingest/flv.c - FLV audio/video tag headers of RTMP media messages, and
- * RTMP timestamp unwrapping.
+ * RTMP timestamp unwrapping (32-bit RTMP wraps, and the 31-bit wraps of
+ * publishers that pass FLV timestamps through).
  *
  * An RTMP audio (8) or video (9) message body is an FLV tag body: one
  * header byte (codec, frame type / sound format), for AVC a packet type
@@ -80,8 +81,12 @@ int64_t flv_ts_unwrap(flv_ts_t *u, uint32_t ts)
         u->value = ts;
     } else {
         uint32_t d = ts - u->last; /* modulo 2^32 */
-        int64_t sd = d & 0x80000000u ? (int64_t)d - 0x100000000LL
-                                     : (int64_t)d;
+        int64_t sd = d & 0x80000000u ? (int64_t)d - 0x100000000LL : (int64_t)d;
+        /* FLV muxers (ffmpeg's among them) keep 31 bits: 0x7FFFFFxx is
+         * followed by small values. A step back of more than 2^30 ms
+         * between two values below 2^31 is that wrap, not a rewind. */
+        if (sd < -(1LL << 30) && ts < 0x80000000u && u->last < 0x80000000u)
+            sd += 1LL << 31;
         u->value += sd;
     }
     u->last = ts;

@@ -39,30 +39,30 @@ typedef enum {
     AMF0_LONG_STRING = 0x0C,
 } amf0_type_t;
 
-#define AMF0_MAX_DEPTH 32     /* nesting of objects/arrays */
-#define AMF0_MAX_NODES 65536  /* values in one decoded tree */
+#define AMF0_MAX_DEPTH 32    /* nesting of objects/arrays */
+#define AMF0_MAX_NODES 65536 /* values in one decoded tree */
 
 typedef struct amf0_value_s amf0_value_t;
 
 /* One entry of an object / ECMA array (key set) or strict array (key
  * NULL). */
 typedef struct amf0_prop_s {
-    char *key;        /* NUL-terminated copy (may hold embedded NULs:
-                         key_len is authoritative); NULL in strict arrays */
-    size_t key_len;   /* bytes */
+    char *key;      /* NUL-terminated copy (may hold embedded NULs:
+                       key_len is authoritative); NULL in strict arrays */
+    size_t key_len; /* bytes */
     amf0_value_t *val;
 } amf0_prop_t;
 
 struct amf0_value_s {
     amf0_type_t type;
-    double num;         /* NUMBER; DATE: ms since the epoch */
-    int16_t tz;         /* DATE: timezone field (ignored by everyone) */
-    bool boolean;       /* BOOLEAN */
-    uint16_t ref;       /* REFERENCE: the index, not resolved */
-    char *str;          /* STRING, LONG_STRING: NUL-terminated copy */
-    size_t str_len;     /* bytes, without the NUL */
-    uint32_t ecma_count;/* ECMA_ARRAY: the declared count (advisory) */
-    amf0_prop_t *props; /* OBJECT, ECMA_ARRAY, STRICT_ARRAY */
+    double num;          /* NUMBER; DATE: ms since the epoch */
+    int16_t tz;          /* DATE: timezone field (ignored by everyone) */
+    bool boolean;        /* BOOLEAN */
+    uint16_t ref;        /* REFERENCE: the index, not resolved */
+    char *str;           /* STRING, LONG_STRING: NUL-terminated copy */
+    size_t str_len;      /* bytes, without the NUL */
+    uint32_t ecma_count; /* ECMA_ARRAY: the declared count (advisory) */
+    amf0_prop_t *props;  /* OBJECT, ECMA_ARRAY, STRICT_ARRAY */
     size_t nprops;
     size_t props_cap;
 };
@@ -94,8 +94,8 @@ bool amf0_num(const amf0_value_t *v, double *out);
  * once at the end. */
 typedef struct amf0_wr_s {
     uint8_t *buf;
-    size_t cap;    /* bytes */
-    size_t len;    /* bytes written */
+    size_t cap; /* bytes */
+    size_t len; /* bytes written */
     bool overflow;
 } amf0_wr_t;
 
@@ -126,8 +126,8 @@ void amf0_put_value(amf0_wr_t *w, const amf0_value_t *v);
 /* ==== RTMP chunk stream ================================================ */
 
 #define RTMP_DEFAULT_CHUNK_SIZE 128
-#define RTMP_MAX_CSIDS 64      /* distinct chunk streams per connection */
-#define RTMP_MAX_CSID 65599    /* largest id a 3-byte basic header holds */
+#define RTMP_MAX_CSIDS 64        /* distinct chunk streams per connection */
+#define RTMP_MAX_CSID 65599      /* largest id a 3-byte basic header holds */
 #define RTMP_MAX_CHUNK_HEADER 18 /* 3 basic + 11 message + 4 extended */
 
 enum {
@@ -154,7 +154,7 @@ typedef struct rtmp_msg_s {
     uint32_t stream_id; /* message stream id */
     uint32_t timestamp; /* ms, 32-bit, wraps (deltas already applied) */
     const uint8_t *payload;
-    uint32_t len;       /* bytes */
+    uint32_t len; /* bytes */
 } rtmp_msg_t;
 
 /* Reassembly state of one chunk stream. */
@@ -165,11 +165,11 @@ typedef struct rtmp_cs_s {
     uint32_t msg_len;   /* bytes of the message in progress / the last */
     uint8_t msg_type;
     uint32_t stream_id;
-    bool ext;           /* the last header carried an extended timestamp */
-    bool in_msg;        /* a message is being reassembled */
-    uint32_t got;       /* bytes of it received */
-    uint8_t *buf;       /* reassembly buffer */
-    uint32_t cap;       /* bytes allocated in buf */
+    bool ext;     /* the last header carried an extended timestamp */
+    bool in_msg;  /* a message is being reassembled */
+    uint32_t got; /* bytes of it received */
+    uint8_t *buf; /* reassembly buffer */
+    uint32_t cap; /* bytes allocated in buf */
 } rtmp_cs_t;
 
 typedef struct rtmp_chunk_parser_s {
@@ -180,10 +180,10 @@ typedef struct rtmp_chunk_parser_s {
     size_t buffered;         /* bytes: allocated now */
     rtmp_cs_t cs[RTMP_MAX_CSIDS];
     int ncs;
-    rtmp_cs_t *cur;          /* inside a chunk's payload: its stream */
-    uint32_t chunk_left;     /* bytes of that payload still to come */
-    rtmp_cs_t *shrink;       /* release its large buffer on the next call */
-    const char *error;       /* static text of the error returned, for logs */
+    rtmp_cs_t *cur;      /* inside a chunk's payload: its stream */
+    uint32_t chunk_left; /* bytes of that payload still to come */
+    rtmp_cs_t *shrink;   /* release its large buffer on the next call */
+    const char *error;   /* static text of the error returned, for logs */
 } rtmp_chunk_parser_t;
 
 /* Sets up a parser (chunk size 128). Limits in bytes. */
@@ -253,10 +253,10 @@ int rtmp_hs_response(const uint8_t *c1, uint32_t now_ms, uint8_t *out,
 /* ==== FLV tags ========================================================= */
 
 enum {
-    FLV_CODEC_H264 = 7,        /* video codec id */
-    FLV_SOUND_AAC = 10,        /* audio sound format */
+    FLV_CODEC_H264 = 7, /* video codec id */
+    FLV_SOUND_AAC = 10, /* audio sound format */
     FLV_FRAME_KEY = 1,
-    FLV_FRAME_COMMAND = 5,     /* video info/command frame, no picture */
+    FLV_FRAME_COMMAND = 5, /* video info/command frame, no picture */
     FLV_AVC_SEQ_HEADER = 0,
     FLV_AVC_NALU = 1,
     FLV_AVC_END_OF_SEQ = 2,
@@ -291,13 +291,14 @@ int flv_parse_audio(const uint8_t *p, size_t len, flv_audio_t *out);
 /* 32-bit wrapping RTMP timestamps -> int64 ms. */
 typedef struct flv_ts_s {
     bool started;
-    uint32_t last;  /* ms, the last 32-bit value seen */
-    int64_t value;  /* ms, its unwrapped value */
+    uint32_t last; /* ms, the last 32-bit value seen */
+    int64_t value; /* ms, its unwrapped value */
 } flv_ts_t;
 
 /* Unwraps ts: the first value is taken as is, each next one moves by the
  * signed 32-bit difference to the previous (so wraps go forward and small
- * steps back stay small). */
+ * steps back stay small); a step back of more than 2^30 between values
+ * below 2^31 is taken as a 31-bit wrap (ffmpeg's FLV timestamps). */
 int64_t flv_ts_unwrap(flv_ts_t *u, uint32_t ts);
 
 #endif

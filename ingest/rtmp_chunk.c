@@ -142,8 +142,7 @@ static int apply_control(rtmp_chunk_parser_t *p, const rtmp_msg_t *m)
 
 /* Reads one complete chunk header at buf[0..len). Returns its length, 0
  * when incomplete, or an error. On success p->cur/chunk_left are set. */
-static int parse_header(rtmp_chunk_parser_t *p, const uint8_t *buf,
-                        size_t len)
+static int parse_header(rtmp_chunk_parser_t *p, const uint8_t *buf, size_t len)
 {
     if (len < 1)
         return 0;

@@ -21,26 +21,26 @@
 #include <openssl/rand.h>
 #include <string.h>
 
-#define KEY_TAIL                                                             \
-    0xF0, 0xEE, 0xC2, 0x4A, 0x80, 0x68, 0xBE, 0xE8, 0x2E, 0x00, 0xD0, 0xD1, \
-        0x02, 0x9E, 0x7E, 0x57, 0x6E, 0xEC, 0x5D, 0x2D, 0x29, 0x80, 0x6F,   \
+#define KEY_TAIL                                                               \
+    0xF0, 0xEE, 0xC2, 0x4A, 0x80, 0x68, 0xBE, 0xE8, 0x2E, 0x00, 0xD0, 0xD1,    \
+        0x02, 0x9E, 0x7E, 0x57, 0x6E, 0xEC, 0x5D, 0x2D, 0x29, 0x80, 0x6F,      \
         0xAB, 0x93, 0xB8, 0xE6, 0x36, 0xCF, 0xEB, 0x31, 0xAE
 
-const uint8_t rtmp_hs_fp_key[62] = {
-    'G', 'e', 'n', 'u', 'i', 'n', 'e', ' ', 'A', 'd', 'o', 'b', 'e', ' ',
-    'F', 'l', 'a', 's', 'h', ' ', 'P', 'l', 'a', 'y', 'e', 'r', ' ', '0',
-    '0', '1', KEY_TAIL};
+const uint8_t rtmp_hs_fp_key[62] = {'G', 'e', 'n', 'u', 'i', 'n', 'e',     ' ',
+                                    'A', 'd', 'o', 'b', 'e', ' ', 'F',     'l',
+                                    'a', 's', 'h', ' ', 'P', 'l', 'a',     'y',
+                                    'e', 'r', ' ', '0', '0', '1', KEY_TAIL};
 
 const uint8_t rtmp_hs_fms_key[68] = {
-    'G', 'e', 'n', 'u', 'i', 'n', 'e', ' ', 'A', 'd', 'o', 'b', 'e', ' ',
-    'F', 'l', 'a', 's', 'h', ' ', 'M', 'e', 'd', 'i', 'a', ' ', 'S', 'e',
-    'r', 'v', 'e', 'r', ' ', '0', '0', '1', KEY_TAIL};
+    'G', 'e', 'n', 'u', 'i', 'n', 'e', ' ', 'A', 'd', 'o',     'b', 'e',
+    ' ', 'F', 'l', 'a', 's', 'h', ' ', 'M', 'e', 'd', 'i',     'a', ' ',
+    'S', 'e', 'r', 'v', 'e', 'r', ' ', '0', '0', '1', KEY_TAIL};
 
 size_t rtmp_hs_digest_offset(const uint8_t *sig, int scheme)
 {
     size_t base = scheme == 0 ? 8 : 772;
-    size_t sum = (size_t)sig[base] + sig[base + 1] + sig[base + 2] +
-                 sig[base + 3];
+    size_t sum =
+        (size_t)sig[base] + sig[base + 1] + sig[base + 2] + sig[base + 3];
     return sum % 728 + base + 4;
 }
 
@@ -71,8 +71,7 @@ int rtmp_hs_find_digest(const uint8_t *c1, size_t *off)
     for (int scheme = 0; scheme < 2; scheme++) {
         size_t o = rtmp_hs_digest_offset(c1, scheme);
         uint8_t d[RTMP_HS_DIGEST_LEN];
-        if (rtmp_hs_calc_digest(c1, o, rtmp_hs_fp_key, RTMP_HS_FP_KEY_TEXT,
-                                d))
+        if (rtmp_hs_calc_digest(c1, o, rtmp_hs_fp_key, RTMP_HS_FP_KEY_TEXT, d))
             return -1;
         if (CRYPTO_memcmp(d, c1 + o, RTMP_HS_DIGEST_LEN) == 0) {
             *off = o;

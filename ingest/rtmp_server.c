@@ -49,13 +49,13 @@
 
 #define MOD "rtmp"
 
-#define RBUF_SIZE (64 * 1024)      /* receive buffer, bytes */
-#define WBUF_SIZE (16 * 1024)      /* one outgoing message as chunks */
-#define OUR_CHUNK_SIZE 4096        /* Set Chunk Size we send */
-#define OUR_WINDOW 2500000         /* Window Ack Size / peer bandwidth */
-#define MAX_CMD_VALUES 8           /* AMF values decoded per command */
-#define NAME_MAX_LEN 64            /* publish name characters */
-#define POLL_SLICE_MS 1000         /* longest single poll: notices stops */
+#define RBUF_SIZE (64 * 1024) /* receive buffer, bytes */
+#define WBUF_SIZE (16 * 1024) /* one outgoing message as chunks */
+#define OUR_CHUNK_SIZE 4096   /* Set Chunk Size we send */
+#define OUR_WINDOW 2500000    /* Window Ack Size / peer bandwidth */
+#define MAX_CMD_VALUES 8      /* AMF values decoded per command */
+#define NAME_MAX_LEN 64       /* publish name characters */
+#define POLL_SLICE_MS 1000    /* longest single poll: notices stops */
 #define CSID_CONTROL 2
 #define CSID_COMMAND 3
 #define CSID_STATUS 5
@@ -70,36 +70,35 @@ struct ingest_s {
     int wake[2];            /* pipe: wakes the accept thread to stop */
     pthread_t acceptor;
     atomic_bool stopping;
-    pthread_mutex_t mu;     /* guards conns, nconns, every conn's fd close */
-    pthread_cond_t cv;      /* signalled when a connection ends */
-    conn_t *conns;          /* live connections */
+    pthread_mutex_t mu; /* guards conns, nconns, every conn's fd close */
+    pthread_cond_t cv;  /* signalled when a connection ends */
+    conn_t *conns;      /* live connections */
     int nconns;
 };
 
 struct conn_s {
     ingest_t *in;
-    conn_t *next;           /* in->conns list (under in->mu) */
+    conn_t *next; /* in->conns list (under in->mu) */
     int fd;
-    char peer[96];          /* "addr:port" for logs */
-    char reason[160];       /* why we close (empty: the peer left) */
+    char peer[96];    /* "addr:port" for logs */
+    char reason[160]; /* why we close (empty: the peer left) */
 
     rtmp_chunk_parser_t parser;
     uint8_t rbuf[RBUF_SIZE];
-    size_t rlen;            /* bytes in rbuf not yet consumed */
+    size_t rlen; /* bytes in rbuf not yet consumed */
     uint8_t wbuf[WBUF_SIZE];
-    uint32_t out_chunk_size;/* bytes: our chunk size towards the peer */
-    uint64_t bytes_in;      /* bytes received since the handshake */
-    uint64_t acked;         /* bytes_in when we last acknowledged */
-    uint32_t ack_window;    /* bytes: acknowledge after this many */
+    uint32_t out_chunk_size; /* bytes: our chunk size towards the peer */
+    uint64_t bytes_in;       /* bytes received since the handshake */
+    uint64_t acked;          /* bytes_in when we last acknowledged */
+    uint32_t ack_window;     /* bytes: acknowledge after this many */
 
-    bool connected;         /* connect accepted */
-    pkg_stream_t *stream;   /* while published */
+    bool connected;              /* connect accepted */
+    pkg_stream_t *stream;        /* while published */
     char name[8 + NAME_MAX_LEN]; /* "live/<name>" once published */
     flv_ts_t ts_video, ts_audio;
-    int hint_w, hint_h;     /* onMetaData, pixels (0 unknown) */
-    double hint_fps;        /* onMetaData, frames per second */
-    bool warned_vcodec, warned_acodec, warned_aggr, warned_vcfg,
-        warned_acfg;
+    int hint_w, hint_h; /* onMetaData, pixels (0 unknown) */
+    double hint_fps;    /* onMetaData, frames per second */
+    bool warned_vcodec, warned_acodec, warned_aggr, warned_vcfg, warned_acfg;
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -206,8 +205,7 @@ static int send_all(conn_t *c, const uint8_t *buf, size_t len)
 }
 
 /* Receives exactly len bytes before deadline (the handshake). */
-static int recv_exact(conn_t *c, uint8_t *buf, size_t len,
-                      int64_t deadline_us)
+static int recv_exact(conn_t *c, uint8_t *buf, size_t len, int64_t deadline_us)
 {
     while (len) {
         int rc = wait_fd(c, POLLIN, deadline_us);
@@ -282,8 +280,7 @@ static int send_status(conn_t *c, uint32_t sid, const char *level,
 }
 
 /* _result(txn, null, undefined|number). */
-static int send_simple_result(conn_t *c, double txn, bool has_num,
-                              double num)
+static int send_simple_result(conn_t *c, double txn, bool has_num, double num)
 {
     uint8_t b[64];
     amf0_wr_t w;
@@ -331,8 +328,7 @@ static bool name_valid(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         char ch = s[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
-              ch == '.'))
+              (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
             return false;
     }
     return true;
@@ -488,8 +484,8 @@ static void take_metadata(conn_t *c, const amf0_value_t *meta)
         c->hint_fps = v;
     if (ow == c->hint_w && oh == c->hint_h && ofps == c->hint_fps)
         return; /* some muxers repeat onMetaData: nothing new */
-    PD_LOGD(MOD, "%s metadata %dx%d %.3f fps", c->peer, c->hint_w,
-            c->hint_h, c->hint_fps);
+    PD_LOGD(MOD, "%s metadata %dx%d %.3f fps", c->peer, c->hint_w, c->hint_h,
+            c->hint_fps);
     apply_hints(c);
 }
 
@@ -559,8 +555,7 @@ static int on_amf_message(conn_t *c, const rtmp_msg_t *m)
         rc = send_simple_result(c, txn, true, 1);
     } else if (str_is(v[0], "publish")) {
         rc = cmd_publish(c, m->stream_id, arg3);
-    } else if (str_is(v[0], "deleteStream") ||
-               str_is(v[0], "closeStream")) {
+    } else if (str_is(v[0], "deleteStream") || str_is(v[0], "closeStream")) {
         if (c->stream) {
             PD_LOGI(MOD, "%s unpublished %s", c->peer, c->name);
             unpublish(c);
@@ -582,12 +577,16 @@ out:
 
 /* ---- media ------------------------------------------------------------- */
 
-static int write_frame(conn_t *c, pkg_media_t media, int64_t dts,
-                       int32_t cts, bool key, const uint8_t *data,
-                       size_t len, int64_t arrival)
+static int write_frame(conn_t *c, pkg_media_t media, int64_t dts, int32_t cts,
+                       bool key, const uint8_t *data, size_t len,
+                       int64_t arrival)
 {
-    pkg_frame_t f = {.media = media, .dts_ms = dts, .cts_ms = cts,
-                     .key = key, .data = data, .len = len,
+    pkg_frame_t f = {.media = media,
+                     .dts_ms = dts,
+                     .cts_ms = cts,
+                     .key = key,
+                     .data = data,
+                     .len = len,
                      .arrival_us = arrival};
     int rc = pkg_stream_write(c->stream, &f);
     if (rc == PD_ECLOSED) {
@@ -610,12 +609,15 @@ static int on_video(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
         if (!c->warned_vcodec) {
             c->warned_vcodec = true;
             if (v.ex_header)
-                PD_LOGW(MOD, "%s %s: enhanced RTMP video (fourcc %08x) "
-                        "not supported, ignored", c->peer, c->name,
-                        v.fourcc);
+                PD_LOGW(MOD,
+                        "%s %s: enhanced RTMP video (fourcc %08x) "
+                        "not supported, ignored",
+                        c->peer, c->name, v.fourcc);
             else
-                PD_LOGW(MOD, "%s %s: video codec id %d not supported, "
-                        "ignored", c->peer, c->name, v.codec_id);
+                PD_LOGW(MOD,
+                        "%s %s: video codec id %d not supported, "
+                        "ignored",
+                        c->peer, c->name, v.codec_id);
         }
         return 0;
     }
@@ -626,8 +628,8 @@ static int on_video(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
                                        PKG_CODEC_H264, v.data, v.len);
         if (rc && !c->warned_vcfg) {
             c->warned_vcfg = true;
-            PD_LOGW(MOD, "%s %s: H.264 sequence header refused: %s",
-                    c->peer, c->name, pd_strerror(rc));
+            PD_LOGW(MOD, "%s %s: H.264 sequence header refused: %s", c->peer,
+                    c->name, pd_strerror(rc));
         }
         return 0;
     }
@@ -635,8 +637,7 @@ static int on_video(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
         return 0; /* end of sequence, or nothing in it */
     int64_t dts = flv_ts_unwrap(&c->ts_video, m->timestamp);
     return write_frame(c, PKG_MEDIA_VIDEO, dts, v.cts_ms,
-                       v.frame_type == FLV_FRAME_KEY, v.data, v.len,
-                       arrival);
+                       v.frame_type == FLV_FRAME_KEY, v.data, v.len, arrival);
 }
 
 static int on_audio(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
@@ -730,9 +731,8 @@ static int handshake(conn_t *c)
     }
     uint8_t out[1 + 2 * RTMP_HS_SIZE];
     bool digest = false;
-    if (rc == 0 &&
-        rtmp_hs_response(c0c1 + 1, (uint32_t)(pd_mono_us() / 1000), out,
-                         &digest)) {
+    if (rc == 0 && rtmp_hs_response(c0c1 + 1, (uint32_t)(pd_mono_us() / 1000),
+                                    out, &digest)) {
         set_reason(c, "handshake: crypto failure");
         return PD_ERR;
     }
@@ -802,8 +802,8 @@ static void serve(conn_t *c)
             set_reason(c, "poll failed");
             return;
         }
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen,
-                         0);
+        ssize_t n =
+            recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
         if (n == 0) {
             if (atomic_load(&c->in->stopping))
                 set_reason(c, "server stopping");
@@ -881,8 +881,8 @@ static void accept_one(ingest_t *in)
     bool full = in->nconns >= in->cfg->max_publishers;
     pthread_mutex_unlock(&in->mu);
     if (full) {
-        PD_LOGW(MOD, "%s refused: max_publishers (%d) connections open",
-                peer, in->cfg->max_publishers);
+        PD_LOGW(MOD, "%s refused: max_publishers (%d) connections open", peer,
+                in->cfg->max_publishers);
         close(fd);
         return;
     }
@@ -953,8 +953,8 @@ int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
     snprintf(portstr, sizeof(portstr), "%d", cfg->rtmp_port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST |
-                                         AI_NUMERICSERV};
+                             .ai_flags =
+                                 AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(cfg->bind_addr, portstr, &hints, &ai);
     if (gai != 0 || !ai) {
@@ -962,8 +962,8 @@ int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
                 gai_strerror(gai));
         return PD_EINVAL;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    0);
+    int fd =
+        socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         PD_LOGE(MOD, "socket: %s", strerror(errno));
         freeaddrinfo(ai);
@@ -1016,7 +1016,9 @@ int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
         free(in);
         return PD_ERR;
     }
-    PD_LOGI(MOD, "listening on %s:%d", cfg->bind_addr, port);
+    bool v6 = strchr(cfg->bind_addr, ':') != NULL;
+    PD_LOGI(MOD, "listening on %s%s%s:%d", v6 ? "[" : "", cfg->bind_addr,
+            v6 ? "]" : "", port);
     *out = in;
     return 0;
 }
@@ -1051,9 +1053,10 @@ void ingest_stop(ingest_t **inp)
         ts.tv_sec += 1;
         pthread_cond_timedwait(&in->cv, &in->mu, &ts);
         if (in->nconns > 0 && ++rounds % 5 == 0)
-            PD_LOGW(MOD, "stopping: still waiting for %d connection(s) "
-                    "after %lld ms", in->nconns,
-                    (long long)((pd_mono_us() - start) / 1000));
+            PD_LOGW(MOD,
+                    "stopping: still waiting for %d connection(s) "
+                    "after %lld ms",
+                    in->nconns, (long long)((pd_mono_us() - start) / 1000));
     }
     pthread_mutex_unlock(&in->mu);
 

@@ -39,7 +39,10 @@
  * Environment: BENCH_SECONDS, BENCH_WARMUP, BENCH_SAMPLE_MS (above);
  * BENCH_START_TIMEOUT=30 s to wait for playback to start;
  * BENCH_SCREENSHOT=FILE.png saves the page at the end;
- * BENCH_VERBOSE=1 prints every sample; CHROMIUM=/usr/bin/chromium.
+ * BENCH_VERBOSE=1 prints every sample; BENCH_DEBUG=1 prints the buffered
+ * ranges and the last parts buffered at each stall and hls.js's errors;
+ * BENCH_NETLOG=FILE writes every finished request (start, duration, URL);
+ * CHROMIUM=/usr/bin/chromium.
  */
 'use strict';
 
@@ -112,10 +115,26 @@ function installSampler(sampleMs) {
     if (!b.playingAt) b.playingAt = now;
     if (b.waitingAt) { b.stalls[b.stalls.length - 1].ms = now - b.waitingAt; b.waitingAt = 0; }
   });
+  const ranges = (r) => {
+    const a = [];
+    try { for (let i = 0; i < r.length; i++) a.push([+r.start(i).toFixed(3), +r.end(i).toFixed(3)]); } catch (e) { /* removed */ }
+    return a;
+  };
+  /* buffered ranges of the media element and of each SourceBuffer
+   * (hls.js internals: diagnostics only, absent in other versions) */
+  b.buffers = () => {
+    const o = { video: ranges(video.buffered) };
+    const bc = window.hls && window.hls.bufferController;
+    const tr = bc && bc.tracks;
+    if (tr) for (const k of Object.keys(tr)) if (tr[k] && tr[k].buffer) o[k] = ranges(tr[k].buffer.buffered);
+    return o;
+  };
+  b.frags = [];
   video.addEventListener('waiting', () => {
     if (!b.playingAt || b.waitingAt) return;   /* start-up is not a stall */
     b.waitingAt = Date.now();
-    b.stalls.push({ at: b.waitingAt, t: video.currentTime, ms: -1 });
+    b.stalls.push({ at: b.waitingAt, t: +video.currentTime.toFixed(3), ms: -1, buffers: b.buffers(),
+      frags: b.frags.slice(-12) });
   });
   function ahead() {
     const r = video.buffered, t = video.currentTime;
@@ -129,7 +148,15 @@ function installSampler(sampleMs) {
     if (h && h !== hooked && typeof Hls !== 'undefined') {
       hooked = h;
       h.on(Hls.Events.ERROR, (ev, d) => {
-        if (b.errors.length < 50) b.errors.push({ at: Date.now(), fatal: !!d.fatal, details: String(d.details) });
+        if (b.errors.length < 50) b.errors.push({ at: Date.now(), fatal: !!d.fatal, details: String(d.details),
+          reason: String(d.reason || (d.error && d.error.message) || ''), t: +video.currentTime.toFixed(3),
+          buffers: b.buffers() });
+      });
+      h.on(Hls.Events.FRAG_BUFFERED, (ev, d) => {
+        const f = d.frag, p = d.part;
+        b.frags.push({ at: Date.now(), type: f.type, sn: f.sn, part: p ? p.index : -1,
+          start: +(p ? p.start : f.start).toFixed(3), dur: +(p ? p.duration : f.duration).toFixed(3) });
+        if (b.frags.length > 200) b.frags.splice(0, 100);
       });
     }
     const now = Date.now();
@@ -236,11 +263,14 @@ async function main() {
       } else if (k === 'segment') net.segments++;
       else net.other++;
     });
+    const netlog = process.env.BENCH_NETLOG ? fs.openSync(process.env.BENCH_NETLOG, 'w') : null;
     const done = (r) => {
       const t0 = started.get(r);
       started.delete(r);
       if (t0 === undefined) return;
       const u = new URL(r.url());
+      if (netlog !== null)
+        fs.writeSync(netlog, `${new Date(t0).toISOString()} +${Date.now() - t0}ms ${u.pathname}${u.search}\n`);
       if (kind(u) === 'playlist' && u.searchParams.has('_HLS_msn'))
         net.held.push(Date.now() - t0);
     };
@@ -330,6 +360,12 @@ async function main() {
     if (res.errors.length)
       console.log(`  hls.js errors: ${res.errors.length} (${res.errors.filter((e) => e.fatal).length} fatal): ` +
         [...new Set(res.errors.map((e) => e.details))].join(', '));
+    if (process.env.BENCH_DEBUG === '1') {
+      for (const x of res.stalls) console.log(`  stall at +${((x.at - res.playingAt) / 1000).toFixed(1)} s, t=${x.t}, ${x.ms} ms: ` +
+        `buffered ${JSON.stringify(x.buffers)}; last buffered: ${JSON.stringify(x.frags)}`);
+      for (const x of res.errors) console.log(`  hls.js ${x.fatal ? 'FATAL ' : ''}${x.details} at +${((x.at - res.playingAt) / 1000).toFixed(1)} s ` +
+        `t=${x.t}: ${x.reason}; buffered ${JSON.stringify(x.buffers)}`);
+    }
     if (net.failedReq.length) console.log(`  failed requests: ${net.failedReq.length}, e.g. ${net.failedReq[0]}`);
 
     if (net.foreign.length) fail(`requests to hosts other than 127.0.0.1: ${net.foreign.slice(0, 3).join(' ')}`);

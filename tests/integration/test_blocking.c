@@ -442,6 +442,68 @@ START_TEST(test_not_found)
 }
 END_TEST
 
+/* ---- H13, G8: many viewers waiting for the same part ----------------------
+ */
+
+#define CROWD 100
+
+START_TEST(test_crowd_next_part)
+{
+    char vp[256];
+    vpath(vp, sizeof(vp));
+    tl_m3u8_t m;
+    tl_fetch_m3u8_ok(port(), vp, &m, NULL);
+    const tl_part_t *lp = tl_m3u8_last_part(&m);
+    /* Two parts ahead, so every request is in before the release. */
+    long long pm = (long long)lp->msn;
+    int pn = lp->index + 2;
+    static tl_async_t *a[CROWD];
+    int64_t t0 = tl_now_ms();
+    for (int i = 0; i < CROWD; i++)
+        a[i] = tl_get_async(20000,
+                            "http://127.0.0.1:%d%s?_HLS_msn=%lld&_HLS_part=%d",
+                            port(), vp, pm, pn);
+    int64_t first = -1, last = -1;
+    int ok = 0, bad_parse = 0;
+    long bad_status = 0;
+    for (int i = 0; i < CROWD; i++) {
+        tl_resp_t r;
+        int64_t done;
+        tl_async_join(a[i], &r, &done);
+        if (r.status != 200) {
+            bad_status = r.status ? r.status : -r.curl_code;
+            tl_resp_free(&r);
+            continue;
+        }
+        tl_m3u8_t b;
+        char err[256];
+        if (tl_m3u8_parse((const char *)r.body, r.len, &b, err, sizeof(err)) !=
+                0 ||
+            !(tl_m3u8_part(&b, pm, pn) || tl_m3u8_part(&b, pm + 1, 0)))
+            bad_parse++;
+        else
+            ok++;
+        tl_m3u8_free(&b);
+        if (first < 0 || done < first)
+            first = done;
+        if (done > last)
+            last = done;
+        tl_resp_free(&r);
+    }
+    tl_note("H13: %d of %d parallel requests for %lld.%d answered 200 "
+            "%lld..%lld ms after the first was sent (spread %lld ms)",
+            ok, CROWD, pm, pn, (long long)(first - t0), (long long)(last - t0),
+            (long long)(last - first));
+    ck_assert_msg(bad_status == 0, "H13: a parallel request got %ld",
+                  bad_status);
+    ck_assert_msg(bad_parse == 0,
+                  "G8: %d answers did not parse or lacked the part", bad_parse);
+    ck_assert_msg(last - t0 < 5000, "H13: last answer after %lld ms",
+                  (long long)(last - t0));
+    tl_m3u8_free(&m);
+}
+END_TEST
+
 START_TEST(test_zz_clean_exit)
 {
     tl_assert_clean_exit(&F.podium, 15000);
@@ -632,6 +694,7 @@ static Suite *blocking_suite(void)
     tcase_add_test(tc, test_preload_hint);
     tcase_add_test(tc, test_errors_400);
     tcase_add_test(tc, test_not_found);
+    tcase_add_test(tc, test_crowd_next_part);
     tcase_add_test(tc, test_zz_clean_exit);
     suite_add_tcase(s, tc);
 

@@ -449,6 +449,32 @@ START_TEST(test_end_after_grace)
 }
 END_TEST
 
+/* The publish name's query string (a stream key) is not part of the name
+ * and never reaches the log (team rule). */
+START_TEST(test_stream_key_not_logged)
+{
+    const char *secret = "S3cr3tK3y4711";
+    char name[64];
+    snprintf(name, sizeof(name), "keyed?key=%s", secret);
+    tl_pub_t p;
+    ck_assert(tl_pub_start(&p, F.dir, F.podium.rtmp_port, name, 1000, 0) == 0);
+    char vp[256];
+    tl_playlist_path(vp, sizeof(vp), "keyed", "video");
+    int rc = tl_wait_segments(port(), vp, 1, 20000);
+    if (rc != 0)
+        tl_print_tail(p.log, 5, "  ffmpeg | ");
+    tl_pub_stop(&p, SIGTERM);
+    ck_assert_msg(rc == 0, "publishing to live/keyed?key=... did not create "
+                           "live/keyed");
+    tl_sleep_ms(300); /* the unpublish log line */
+    char *log = tl_read_file(F.podium.log, NULL);
+    ck_assert(log);
+    bool leaked = strstr(log, secret) != NULL;
+    free(log);
+    ck_assert_msg(!leaked, "the stream key appears in podium's log");
+}
+END_TEST
+
 START_TEST(test_zz_clean_exit)
 {
     tl_assert_clean_exit(&F.podium, 15000);
@@ -466,6 +492,7 @@ static Suite *publishers_suite(void)
     tcase_add_test(tc, test_garbage_rtmp);
     tcase_add_loop_test(tc, test_reconnect_in_grace, 0, 3);
     tcase_add_test(tc, test_end_after_grace);
+    tcase_add_test(tc, test_stream_key_not_logged);
     tcase_add_test(tc, test_zz_clean_exit);
     suite_add_tcase(s, tc);
     return s;

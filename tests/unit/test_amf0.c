@@ -451,10 +451,9 @@ START_TEST(bad_markers)
     static const uint8_t nokey[] = {0x03, 0, 0, 0x05};
     ck_assert_int_eq(amf0_decode(nokey, 4, &pos, &v), PD_EPROTO);
     /* bad marker deep inside: the partial tree is freed (ASan checks) */
-    static const uint8_t inner[] = {0x03, 0, 1, 'a', 0x0A, 0, 0, 0, 2,
-                                    0x02, 0, 1, 'x', 0x0D};
-    ck_assert_int_eq(amf0_decode(inner, sizeof(inner), &pos, &v),
-                     PD_EPROTO);
+    static const uint8_t inner[] = {0x03, 0, 1,    'a', 0x0A, 0,   0,
+                                    0,    2, 0x02, 0,   1,    'x', 0x0D};
+    ck_assert_int_eq(amf0_decode(inner, sizeof(inner), &pos, &v), PD_EPROTO);
     ck_assert_uint_eq(pos, 0);
 }
 END_TEST

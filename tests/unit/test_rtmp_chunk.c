@@ -127,8 +127,7 @@ static void feed(rtmp_chunk_parser_t *p, const uint8_t *buf, size_t len,
     free(pend);
 }
 
-static void parse_all(const uint8_t *buf, size_t len, size_t step,
-                      run_t *r)
+static void parse_all(const uint8_t *buf, size_t len, size_t step, run_t *r)
 {
     rtmp_chunk_parser_t p;
     rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG);
@@ -138,8 +137,8 @@ static void parse_all(const uint8_t *buf, size_t len, size_t step,
 
 /* Appends a message with the writer (type 0 + type 3 chunks). */
 static size_t put_msg(uint8_t *out, size_t cap, uint32_t csid, uint8_t type,
-                      uint32_t sid, uint32_t ts, const uint8_t *pl,
-                      size_t plen, uint32_t chunk)
+                      uint32_t sid, uint32_t ts, const uint8_t *pl, size_t plen,
+                      uint32_t chunk)
 {
     int n = rtmp_chunk_write(out, cap, csid, type, sid, ts, pl, plen, chunk);
     ck_assert_int_gt(n, 0);
@@ -156,11 +155,11 @@ START_TEST(type0_single_and_multi_chunk)
 {
     uint8_t pl[300], buf[1024];
     fill(pl, sizeof(pl), 1);
-    size_t n = put_msg(buf, sizeof(buf), 4, RTMP_MSG_VIDEO, 1, 1000, pl, 100,
-                       128);
+    size_t n =
+        put_msg(buf, sizeof(buf), 4, RTMP_MSG_VIDEO, 1, 1000, pl, 100, 128);
     ck_assert_uint_eq(n, 12 + 100);
-    n += put_msg(buf + n, sizeof(buf) - n, 4, RTMP_MSG_VIDEO, 1, 1033, pl,
-                 300, 128);
+    n += put_msg(buf + n, sizeof(buf) - n, 4, RTMP_MSG_VIDEO, 1, 1033, pl, 300,
+                 128);
     ck_assert_uint_eq(n, 112 + 12 + 300 + 2); /* two type 3 headers */
     run_t r = {0};
     parse_all(buf, n, n, &r);
@@ -184,13 +183,13 @@ static size_t header_types_stream(uint8_t *b)
 {
     size_t n = 0;
     /* type 0, csid 6: ts 1000, len 3, audio, stream 1 */
-    static const uint8_t h0[] = {0x06, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x03,
-                                 0x08, 0x01, 0x00, 0x00, 0x00, 'a', 'b', 'c'};
+    static const uint8_t h0[] = {0x06, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x03, 0x08,
+                                 0x01, 0x00, 0x00, 0x00, 'a',  'b',  'c'};
     memcpy(b + n, h0, sizeof(h0));
     n += sizeof(h0);
     /* type 1: delta 21, len 2, video */
-    static const uint8_t h1[] = {0x46, 0x00, 0x00, 0x15, 0x00, 0x00, 0x02,
-                                 0x09, 'd', 'e'};
+    static const uint8_t h1[] = {0x46, 0x00, 0x00, 0x15, 0x00,
+                                 0x00, 0x02, 0x09, 'd',  'e'};
     memcpy(b + n, h1, sizeof(h1));
     n += sizeof(h1);
     /* type 2: delta 40, same length/type */
@@ -230,9 +229,8 @@ END_TEST
 START_TEST(type3_after_type0_repeats_its_time)
 {
     /* spec: a type 3 chunk after a type 0 uses the type 0 time as delta */
-    static const uint8_t b[] = {0x05, 0x00, 0x00, 0x64, 0x00, 0x00, 0x01,
-                                0x08, 0x01, 0x00, 0x00, 0x00, 'x',
-                                0xC5, 'y'};
+    static const uint8_t b[] = {0x05, 0x00, 0x00, 0x64, 0x00, 0x00, 0x01, 0x08,
+                                0x01, 0x00, 0x00, 0x00, 'x',  0xC5, 'y'};
     run_t r = {0};
     parse_all(b, sizeof(b), sizeof(b), &r);
     ck_assert_int_eq(r.n, 2);
@@ -244,16 +242,16 @@ END_TEST
 
 START_TEST(basic_header_sizes)
 {
-    static const uint32_t ids[] = {2, 3, 63, 64, 65, 318, 319, 320, 321,
-                                   1000, 65598, 65599};
+    static const uint32_t ids[] = {2,   3,   63,  64,   65,    318,
+                                   319, 320, 321, 1000, 65598, 65599};
     static const int sizes[] = {1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         uint8_t h[3];
         ck_assert_int_eq(rtmp_chunk_basic_header(h, 0, ids[i]), sizes[i]);
         uint8_t b[600], pl[200];
         fill(pl, sizeof(pl), (uint8_t)i);
-        size_t n = put_msg(b, sizeof(b), ids[i], RTMP_MSG_AUDIO, 1, 5, pl,
-                           200, 128);
+        size_t n =
+            put_msg(b, sizeof(b), ids[i], RTMP_MSG_AUDIO, 1, 5, pl, 200, 128);
         ck_assert_uint_eq(n, 2 * (size_t)sizes[i] + 11 + 200);
         run_t r = {0};
         parse_all(b, n, 7, &r);
@@ -312,9 +310,9 @@ START_TEST(extended_delta_and_wrap)
     /* type 0 at 0xFFFFFFF0 (extended), then a type 1 delta of 0x20: the
      * 32-bit time wraps to 0x10 */
     static const uint8_t b[] = {
-        0x04, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x01, 0x09, 0x01, 0, 0, 0,
-        0xFF, 0xFF, 0xFF, 0xF0, 'a',
-        0x44, 0x00, 0x00, 0x20, 0x00, 0x00, 0x01, 0x09, 'b',
+        0x04, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x01, 0x09, 0x01, 0, 0, 0, 0xFF,
+        0xFF, 0xFF, 0xF0, 'a', 0x44, 0x00, 0x00, 0x20, 0x00, 0x00, 0x01, 0x09,
+        'b',
         /* type 2 with an extended delta of 0x01000000 */
         0x84, 0xFF, 0xFF, 0xFF, 0x01, 0x00, 0x00, 0x00, 'c',
         /* type 3 new message: the last header was extended, so is it */
@@ -340,10 +338,9 @@ START_TEST(set_chunk_size)
 {
     uint8_t b[16384], pl[9000], scs[4] = {0, 0, 0x10, 0}; /* 4096 */
     fill(pl, sizeof(pl), 3);
-    size_t n = put_msg(b, sizeof(b), 2, RTMP_MSG_SET_CHUNK_SIZE, 0, 0, scs,
-                       4, 128);
-    n += put_msg(b + n, sizeof(b) - n, 6, RTMP_MSG_VIDEO, 1, 0, pl, 9000,
-                 4096);
+    size_t n =
+        put_msg(b, sizeof(b), 2, RTMP_MSG_SET_CHUNK_SIZE, 0, 0, scs, 4, 128);
+    n += put_msg(b + n, sizeof(b) - n, 6, RTMP_MSG_VIDEO, 1, 0, pl, 9000, 4096);
     ck_assert_uint_eq(n, 16 + 12 + 9000 + 2);
     for (size_t step = 1; step < n; step = step * 3 + 1) {
         rtmp_chunk_parser_t p;
@@ -396,10 +393,8 @@ START_TEST(interleaved_streams)
     fill(va, sizeof(va), 50);
     fill(au, sizeof(au), 150);
     uint8_t vb[600], ab[600];
-    size_t vn = put_msg(vb, sizeof(vb), 6, RTMP_MSG_VIDEO, 1, 40, va, 400,
-                        128);
-    size_t an = put_msg(ab, sizeof(ab), 4, RTMP_MSG_AUDIO, 1, 23, au, 300,
-                        128);
+    size_t vn = put_msg(vb, sizeof(vb), 6, RTMP_MSG_VIDEO, 1, 40, va, 400, 128);
+    size_t an = put_msg(ab, sizeof(ab), 4, RTMP_MSG_AUDIO, 1, 23, au, 300, 128);
     /* chunk boundaries: video 12+128, 1+128, 1+128, 1+16; audio 12+128,
      * 1+128, 1+44 */
     size_t vcut[] = {0, 140, 269, 398, vn}, acut[] = {0, 140, 269, an};
@@ -434,8 +429,8 @@ START_TEST(abort_message)
     uint8_t b[1024], pl[300];
     fill(pl, sizeof(pl), 1);
     uint8_t full[600];
-    size_t fn = put_msg(full, sizeof(full), 6, RTMP_MSG_VIDEO, 1, 0, pl, 300,
-                        128);
+    size_t fn =
+        put_msg(full, sizeof(full), 6, RTMP_MSG_VIDEO, 1, 0, pl, 300, 128);
     size_t n = 0;
     memcpy(b, full, 140); /* first chunk only */
     n = 140;
@@ -472,7 +467,10 @@ START_TEST(real_ffmpeg_capture)
         ck_assert_uint_eq(r.m[0].csid, 3);
         ck_assert_uint_eq(r.m[0].type, RTMP_MSG_COMMAND_AMF0);
         ck_assert_uint_eq(r.m[0].len, 140);
-        ck_assert_mem_eq(r.m[0].payload, "\x02\x00\x07" "connect", 10);
+        ck_assert_mem_eq(r.m[0].payload,
+                         "\x02\x00\x07"
+                         "connect",
+                         10);
         run_free(&r);
     }
 }
@@ -483,10 +481,9 @@ static size_t mixed_stream(uint8_t *b, size_t cap, uint8_t *pl)
 {
     size_t n = header_types_stream(b);
     uint8_t scs[4] = {0, 0, 0, 200};
-    n += put_msg(b + n, cap - n, 2, RTMP_MSG_SET_CHUNK_SIZE, 0, 0, scs, 4,
-                 128);
-    n += put_msg(b + n, cap - n, 4, RTMP_MSG_VIDEO, 1, 0x02000000, pl, 500,
-                 200);
+    n += put_msg(b + n, cap - n, 2, RTMP_MSG_SET_CHUNK_SIZE, 0, 0, scs, 4, 128);
+    n +=
+        put_msg(b + n, cap - n, 4, RTMP_MSG_VIDEO, 1, 0x02000000, pl, 500, 200);
     n += put_msg(b + n, cap - n, 400, RTMP_MSG_AUDIO, 1, 7, pl, 0, 200);
     n += put_msg(b + n, cap - n, 70000 - 4470, RTMP_MSG_DATA_AMF0, 1, 9, pl,
                  201, 200);
@@ -516,8 +513,7 @@ START_TEST(split_at_every_offset)
             ck_assert_uint_eq(r.m[i].ts, whole.m[i].ts);
             ck_assert_uint_eq(r.m[i].csid, whole.m[i].csid);
             ck_assert_uint_eq(r.m[i].len, whole.m[i].len);
-            ck_assert_mem_eq(r.m[i].payload, whole.m[i].payload,
-                             r.m[i].len);
+            ck_assert_mem_eq(r.m[i].payload, whole.m[i].payload, r.m[i].len);
         }
         run_free(&r);
         rtmp_chunk_parser_free(&p);
@@ -560,8 +556,9 @@ START_TEST(oversized_message)
     ck_assert_int_eq(r.rc, 0);
     ck_assert_int_eq(r.n, 0);
     /* a type 1 header can grow the length too */
-    static const uint8_t t1[] = {0x04, 0, 0, 0, 0, 0, 1, 9, 1, 0, 0, 0, 'x',
-                                 0x44, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9};
+    static const uint8_t t1[] = {0x04, 0, 0, 0,    0,    0,    1,
+                                 9,    1, 0, 0,    0,    'x',  0x44,
+                                 0,    0, 0, 0xFF, 0xFF, 0xFF, 9};
     parse_all(t1, sizeof(t1), sizeof(t1), &r);
     ck_assert_int_eq(r.rc, PD_ELIMIT);
     ck_assert_int_eq(r.n, 1);
@@ -616,8 +613,8 @@ START_TEST(buffer_budget)
     rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG);
     uint8_t scs[4] = {0, 1, 0, 0}; /* 65536 */
     uint8_t *chunk = calloc(1, MAX_CHUNK + 32);
-    size_t n = put_msg(chunk, MAX_CHUNK + 32, 2, RTMP_MSG_SET_CHUNK_SIZE, 0,
-                       0, scs, 4, 128);
+    size_t n = put_msg(chunk, MAX_CHUNK + 32, 2, RTMP_MSG_SET_CHUNK_SIZE, 0, 0,
+                       scs, 4, 128);
     run_t r = {0};
     feed(&p, chunk, n, n, &r);
     ck_assert_int_eq(r.rc, 0);
@@ -651,10 +648,10 @@ END_TEST
 START_TEST(writer_limits)
 {
     uint8_t b[64], pl[100] = {0};
-    ck_assert_int_eq(rtmp_chunk_write(b, sizeof(b), 3, 20, 0, 0, pl, 100,
-                                      128), PD_ELIMIT);
-    ck_assert_int_eq(rtmp_chunk_write(b, sizeof(b), 1, 20, 0, 0, pl, 10,
-                                      128), PD_EINVAL);
+    ck_assert_int_eq(rtmp_chunk_write(b, sizeof(b), 3, 20, 0, 0, pl, 100, 128),
+                     PD_ELIMIT);
+    ck_assert_int_eq(rtmp_chunk_write(b, sizeof(b), 1, 20, 0, 0, pl, 10, 128),
+                     PD_EINVAL);
     ck_assert_int_eq(rtmp_chunk_write(b, sizeof(b), 3, 20, 0, 0, pl, 10, 0),
                      PD_EINVAL);
     ck_assert_int_eq(rtmp_chunk_write(b, sizeof(b), 3, 20, 0, 0, pl, 0, 128),

@@ -11,6 +11,7 @@
 #include <check.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,8 +226,7 @@ START_TEST(digest_known_answer)
     unhex("750aa77a541293fc1c59b1d38e59bfb39b75c0cef82d64aa2a46edaedb9ddfc4",
           want, 32);
     ck_assert_mem_eq(d, want, 32);
-    ck_assert_int_eq(rtmp_hs_calc_digest(c1, 1486, rtmp_hs_fp_key, 30, d),
-                     0);
+    ck_assert_int_eq(rtmp_hs_calc_digest(c1, 1486, rtmp_hs_fp_key, 30, d), 0);
     unhex("83fdaa7f56fac87d75ce486db37b2722c39fb4290a29eaca81211e59612ae0fc",
           want, 32);
     ck_assert_mem_eq(d, want, 32);
