@@ -9,7 +9,7 @@
 #   V=1             show full command lines
 
 CC      ?= cc
-PKGS    := libavformat libavcodec libavutil libmicrohttpd libconfig libcurl libcrypto
+PKGS    := libavformat libavcodec libavutil libmicrohttpd libconfig libcurl libcrypto zlib
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
 CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -101,5 +101,8 @@ clean:
 	rm -rf build build-san podium
 
 .PHONY: all podium-link tests tools deps test run bench clean
+
+# keep tests/lib objects (make would delete them as intermediates)
+.SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
