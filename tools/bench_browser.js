@@ -26,7 +26,8 @@
  * Date.now() - hls.playingDate (podium stamps PDT with the wallclock time
  * a segment's first frame reached ingest, and both clocks are this
  * machine's, so this is ingest-to-screen latency). Counts stalls (video
- * 'waiting' events once playing) and dropped frames, and watches the
+ * 'waiting' events once playing, including the short ones of hls.js's own
+ * seeks over buffer holes) and dropped frames, and watches the
  * network: playlist reloads (blocking ones carry _HLS_msn), parts and
  * segments loaded, and how long podium held the blocking reloads.
  * Statistics leave out the first BENCH_WARMUP (10) s of playback.
@@ -42,6 +43,9 @@
  * BENCH_VERBOSE=1 prints every sample; BENCH_DEBUG=1 prints the buffered
  * ranges and the last parts buffered at each stall and hls.js's errors;
  * BENCH_NETLOG=FILE writes every finished request (start, duration, URL);
+ * BENCH_HLS_CONFIG='{"maxLiveSyncPlaybackRate":1.5}' merges these hls.js
+ * options into the player's own (an experiment: the report says so; by
+ * default the page runs exactly as podium serves it);
  * CHROMIUM=/usr/bin/chromium.
  */
 'use strict';
@@ -57,6 +61,12 @@ const SAMPLE_MS = num('BENCH_SAMPLE_MS', 500);
 const START_TIMEOUT = num('BENCH_START_TIMEOUT', 30);
 const VERBOSE = process.env.BENCH_VERBOSE === '1';
 const SHOT = process.env.BENCH_SCREENSHOT || '';
+let HLS_CONFIG = null;
+if (process.env.BENCH_HLS_CONFIG) {
+  try { HLS_CONFIG = JSON.parse(process.env.BENCH_HLS_CONFIG); } catch (e) { HLS_CONFIG = null; }
+  if (!HLS_CONFIG || typeof HLS_CONFIG !== 'object' || Array.isArray(HLS_CONFIG))
+    usage('BENCH_HLS_CONFIG must be a JSON object');
+}
 
 function num(name, dflt) {
   const v = process.env[name];
@@ -177,6 +187,23 @@ function installSampler(sampleMs) {
   }, sampleMs);
 }
 
+/* Runs before the page's scripts when BENCH_HLS_CONFIG is set: when
+ * hls.min.js defines window.Hls, replace it by a subclass whose
+ * constructor merges the extra options into the player's. */
+function overrideHlsConfig(extra) {
+  let real;
+  Object.defineProperty(window, 'Hls', {
+    configurable: true,
+    get() { return real; },
+    set(v) {
+      if (typeof v !== 'function') { real = v; return; }
+      real = class extends v {
+        constructor(cfg) { super(Object.assign({}, cfg, extra)); }
+      };
+    },
+  });
+}
+
 /* hls.js's view of the stream: is it really low-latency? */
 function hlsInfo() {
   const h = window.hls;
@@ -186,6 +213,7 @@ function hlsInfo() {
   return {
     version: typeof Hls !== 'undefined' ? Hls.version : '?',
     lowLatencyMode: h.lowLatencyMode,
+    maxLiveSyncPlaybackRate: h.config.maxLiveSyncPlaybackRate,
     canBlockReload: d ? !!d.canBlockReload : null,
     canSkipUntil: d ? d.canSkipUntil : null,
     partHoldBack: d ? d.partHoldBack : null,
@@ -213,8 +241,12 @@ async function main() {
   let ctx = null;
   let failed = false;
   const fail = (m) => { console.error(`bench_browser: ${m}`); failed = true; };
-  const hard = setTimeout(() => {
+  /* the profile goes whatever the way out (playwright itself kills the
+   * browser on exit and on SIGINT/SIGTERM/SIGHUP) */
+  process.on('exit', () => { try { fs.rmSync(profile, { recursive: true, force: true }); } catch (e) { /* best effort */ } });
+  const hard = setTimeout(async () => {
     console.error('bench_browser: overall time limit reached; giving up');
+    if (ctx) await Promise.race([ctx.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
     process.exit(1);
   }, (START_TIMEOUT + SECONDS + 60) * 1000);
 
@@ -245,6 +277,10 @@ async function main() {
       ],
     });
     const page = ctx.pages()[0] || await ctx.newPage();
+    if (HLS_CONFIG) {
+      await page.addInitScript(overrideHlsConfig, HLS_CONFIG);
+      console.log(`bench_browser: EXPERIMENT: hls.js options ${JSON.stringify(HLS_CONFIG)} merged into the player's`);
+    }
     page.on('request', (r) => {
       let u;
       try { u = new URL(r.url()); } catch (e) { return; }
@@ -303,7 +339,8 @@ async function main() {
     console.log(`playing after ${startup} ms (page load -> first frame playing, including the player's stream list poll)`);
     console.log(`hls.js ${info0.version}: lowLatencyMode=${info0.lowLatencyMode} canBlockReload=${info0.canBlockReload} ` +
       `PART-HOLD-BACK=${info0.partHoldBack} HOLD-BACK=${info0.holdBack} PART-TARGET=${info0.partTarget} ` +
-      `TARGETDURATION=${info0.targetDuration} parts listed=${info0.parts} audio tracks=${info0.audioTracks}`);
+      `TARGETDURATION=${info0.targetDuration} parts listed=${info0.parts} audio tracks=${info0.audioTracks} ` +
+      `maxLiveSyncPlaybackRate=${info0.maxLiveSyncPlaybackRate}`);
 
     /* sample for SECONDS of playback, printing a line every 5 s */
     const end = Date.now() + SECONDS * 1000;
