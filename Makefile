@@ -81,10 +81,14 @@ tools: $(TOOL_BIN)
 deps:
 	$(Q)tools/install-deps
 
+# the test suite also plays the stream in headless Chromium (hls.js)
+deps-test:
+	$(Q)tools/install-deps --browser
+
 # Unit suites plain and sanitized, then the integration suite against the
 # sanitized binary (it finds memory errors under real traffic) and the
 # plain one. tools/run-tests prints the closing "N passed, N failed" line.
-test: deps
+test: deps-test
 	$(Q)$(MAKE) --no-print-directory all tests tools
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined all tests
 	$(Q)tools/run-tests build build-san
@@ -100,7 +104,7 @@ bench: deps
 clean:
 	rm -rf build build-san podium
 
-.PHONY: all podium-link tests tools deps test run bench clean
+.PHONY: all podium-link tests tools deps deps-test test run bench clean
 
 # keep tests/lib objects (make would delete them as intermediates)
 .SECONDARY:

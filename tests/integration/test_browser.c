@@ -4,10 +4,10 @@
  * headless Chromium (tools/bench_browser.js, playwright-core driving
  * Debian's /usr/bin/chromium).
  *
- * Opt-in by installation: Chromium and playwright-core come with
- * `tools/install-deps --browser` only. Without them this suite registers
- * no test (it says so and reports 0 checks), so `make test` costs nothing
- * on machines without a browser. With them: one podium + publisher
+ * `make test` installs Chromium and playwright-core (`tools/install-deps
+ * --browser`), so a missing browser is a failure here, not a skip: a
+ * suite that silently ran nothing would hide a broken player. With them:
+ * one podium + publisher
  * (2 s GOP), the page plays for 20 s, and the test checks what
  * bench_browser.js measured: playback started and advanced, every request
  * went to 127.0.0.1, hls.js used blocking playlist reloads and loaded
@@ -99,6 +99,13 @@ START_TEST(test_player_plays_low_latency)
 }
 END_TEST
 
+START_TEST(test_browser_installed)
+{
+    ck_abort_msg("Chromium or playwright-core is not installed: run "
+                 "tools/install-deps --browser (make test does)");
+}
+END_TEST
+
 START_TEST(test_zz_clean_exit)
 {
     tl_assert_clean_exit(&F.podium, 15000);
@@ -121,6 +128,8 @@ static Suite *browser_suite(bool available)
         tcase_set_timeout(tc, 150);
         tcase_add_test(tc, test_player_plays_low_latency);
         tcase_add_test(tc, test_zz_clean_exit);
+    } else {
+        tcase_add_test(tc, test_browser_installed);
     }
     suite_add_tcase(s, tc);
     return s;
@@ -132,7 +141,7 @@ int main(void)
     bool available = browser_available();
     if (!available)
         printf("test_browser: Chromium or playwright-core not installed "
-               "(tools/install-deps --browser): no browser test run\n");
+               "(tools/install-deps --browser)\n");
     SRunner *sr = srunner_create(browser_suite(available));
     srunner_set_fork_status(sr, CK_FORK);
     int64_t t0 = tl_now_ms();
