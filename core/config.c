@@ -61,7 +61,7 @@ void pd_config_defaults(pd_config_t *c)
     c->part_target_ms = 334;
     c->segment_target_ms = 2000;
     c->window_segments = 12;
-    c->part_window_segments = 3;
+    c->part_window_segments = 2;
     c->grace_period_ms = 30000;
     c->linger_ms = 60000;
     c->max_publishers = 64;

@@ -41,7 +41,8 @@ typedef struct pd_config_s {
     int rtmp_max_chunk_size;   /* 65536: largest chunk size a peer may set */
     int rtmp_max_message_size; /* 8 MiB: largest RTMP message accepted */
     int rtmp_handshake_timeout_ms; /* 5000 */
-    int rtmp_idle_timeout_ms;      /* 10000: no bytes for this long closes */
+    int rtmp_idle_timeout_ms;      /* 10000: no complete message for this
+                                      long closes the connection */
 
     /* httpd */
     int http_threads;       /* 2: libmicrohttpd thread pool size */

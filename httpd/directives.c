@@ -75,13 +75,10 @@ static int route_file(const char *f, size_t n, httpd_route_t *out)
         out->obj = PKG_OBJ_PLAYLIST;
         return PD_OK;
     }
-    if (eq(f, n, "init.mp4")) {
-        out->obj = PKG_OBJ_INIT;
-        out->init_id = 0;
-        return PD_OK;
-    }
+    /* init sections are only "init-<n>.mp4", n >= 1 the MSN of the first
+     * segment that used it (never reused across stream instances); there
+     * is no "init.mp4" */
     if (n > 9 && memcmp(f, "init-", 5) == 0 && ends_with(f, n, ".mp4")) {
-        /* init-0.mp4 would be a second name for init.mp4 */
         if (httpd_parse_dec(f + 5, n - 9, (int64_t)UINT32_MAX, &v) || v == 0)
             return PD_ENOENT;
         out->obj = PKG_OBJ_INIT;

@@ -52,6 +52,24 @@
  * hls.min.js one hour. Every answer carries Access-Control-Allow-Origin:
  * * and Access-Control-Expose-Headers: Age, and never an Age header.
  *
+ * gzip (checklist A3): a 200 playlist answer (multivariant or media,
+ * plain, blocking or delta) goes out gzip-compressed when the request's
+ * Accept-Encoding allows gzip (gzip.c parses it), and every 200 playlist
+ * answer carries Vary: Accept-Encoding, compressed or not, so caches keep
+ * the two apart. The gzip of a rendered playlist buffer is made once and
+ * shared through a bounded cache keyed by the buffer (gzip.c); a body that
+ * gzip does not shrink, or a failed compression, goes out as it is. HEAD
+ * gets the same headers as GET. Media, init segments, the page, hls.js
+ * and /streams.json are never compressed.
+ *
+ * Stopping: after pkg_shutdown() every held request is resumed and
+ * answers 503 on its daemon thread. h->resumed counts requests from their
+ * (first) resume until libmicrohttpd's completion notice, which comes
+ * after the response was handed to the socket (or the connection died),
+ * so httpd_stop() waits (bounded) for it to reach 0 before
+ * MHD_stop_daemon() closes every connection: held clients get their 503,
+ * not an empty reply.
+ *
  * Logging: nothing per request at info level; refused or odd requests at
  * debug level only, with the path (sanitised) and never the query string,
  * which may carry tokens.
@@ -73,6 +91,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -90,9 +109,14 @@
 #define HTTPD_MAX_RELOOKUPS 64
 /* How long httpd_stop() waits for suspended requests to be resumed. */
 #define HTTPD_STOP_WAIT_US (5 * 1000000)
-/* How long it then lets resumed requests send their 503 (or a transfer
- * finish) before the daemon closes every connection. */
-#define HTTPD_DRAIN_WAIT_US (1 * 1000000)
+/* How long it then lets resumed requests send their 503 (and transfers
+ * in progress finish) before the daemon closes every connection. */
+#define HTTPD_DRAIN_WAIT_US (2 * 1000000)
+/* Compressed playlists kept: entries, and bytes of sources plus gzips
+ * kept alive (a live playlist is a few kB; a long DVR window some
+ * hundred). */
+#define HTTPD_GZ_CACHE_ENTRIES 256
+#define HTTPD_GZ_CACHE_BYTES (32u << 20)
 
 struct httpd_s {
     const pd_config_t *cfg; /* borrowed */
@@ -102,6 +126,9 @@ struct httpd_s {
     pd_buf_t *hlsjs;      /* hls.min.js, NULL if missing */
     atomic_int suspended; /* suspended, resume not yet requested */
     atomic_int inflight;  /* httpd_req_t allocated, not yet completed */
+    atomic_int resumed;   /* requests resumed at least once, not yet
+                             completed (their answer is not sent yet) */
+    httpd_gzcache_t *gz;  /* gzip of playlist buffers */
     atomic_bool running;  /* daemon started: MHD's logs go to debug */
 };
 
@@ -118,6 +145,7 @@ typedef struct httpd_req_s {
     int64_t deadline_us; /* monotonic; for every lookup of this request */
     atomic_int state;    /* REQ_* */
     atomic_int why;      /* pkg_wake_t, valid when state is WOKEN */
+    atomic_bool resumed; /* counted in h->resumed (until on_completed) */
 } httpd_req_t;
 
 /* ---- small helpers --------------------------------------------------- */
@@ -157,10 +185,13 @@ static enum MHD_Result queue(struct MHD_Connection *c, unsigned status,
     return ret;
 }
 
-/* Answers with body b (consumed: the response's free callback unrefs). */
-static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status,
-                                 pd_buf_t *b, const char *ctype,
-                                 const char *cache)
+/* Answers with body b (consumed: the response's free callback unrefs).
+ * encoding (may be NULL) is the Content-Encoding of b; vary adds
+ * Vary: Accept-Encoding. */
+static enum MHD_Result reply_buf_enc(struct MHD_Connection *c, unsigned status,
+                                     pd_buf_t *b, const char *ctype,
+                                     const char *cache, const char *encoding,
+                                     bool vary)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data,
@@ -171,8 +202,60 @@ static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status,
     }
     if (ctype)
         MHD_add_response_header(r, "Content-Type", ctype);
+    if (encoding)
+        MHD_add_response_header(r, "Content-Encoding", encoding);
+    if (vary)
+        MHD_add_response_header(r, "Vary", "Accept-Encoding");
     add_common_headers(r, cache);
     return queue(c, status, r);
+}
+
+static enum MHD_Result reply_buf(struct MHD_Connection *c, unsigned status,
+                                 pd_buf_t *b, const char *ctype,
+                                 const char *cache)
+{
+    return reply_buf_enc(c, status, b, ctype, cache, NULL, false);
+}
+
+static enum MHD_Result ae_it(void *cls, enum MHD_ValueKind kind,
+                             const char *key, size_t key_size,
+                             const char *value, size_t value_size)
+{
+    (void)kind;
+    static const char name[] = "Accept-Encoding";
+    if (key && key_size == sizeof(name) - 1 &&
+        strncasecmp(key, name, sizeof(name) - 1) == 0)
+        httpd_ae_add(cls, value, value ? value_size : 0);
+    return MHD_YES;
+}
+
+/* True if every Accept-Encoding header of the request, taken as one
+ * list, allows gzip. */
+static bool wants_gzip(struct MHD_Connection *c)
+{
+    httpd_ae_t ae;
+    httpd_ae_init(&ae);
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, ae_it, &ae);
+    return httpd_ae_gzip_ok(&ae);
+}
+
+/* A 200 playlist answer: b (consumed) or its gzip, with Vary either way. */
+static enum MHD_Result reply_playlist(httpd_t *h, struct MHD_Connection *c,
+                                      pd_buf_t *b, const char *ctype,
+                                      const char *cache)
+{
+    if (wants_gzip(c)) {
+        pd_buf_t *z = NULL;
+        int rc = httpd_gzcache_get(h->gz, b, &z);
+        if (rc)
+            PD_LOGD(MOD, "gzip of a %zu-byte playlist failed (%s): identity",
+                    b->len, pd_strerror(rc));
+        if (z) {
+            pd_buf_unref(&b);
+            return reply_buf_enc(c, MHD_HTTP_OK, z, ctype, cache, "gzip", true);
+        }
+    }
+    return reply_buf_enc(c, MHD_HTTP_OK, b, ctype, cache, NULL, true);
 }
 
 static void error_cache(const httpd_t *h, char *buf, size_t size)
@@ -294,10 +377,19 @@ static enum MHD_Result reply_answer(httpd_t *h, httpd_req_t *req,
     }
     pd_buf_t *b = ans->body;
     ans->body = NULL;
-    return reply_buf(c, MHD_HTTP_OK, b,
-                     ans->content_type ? ans->content_type
-                                       : "application/octet-stream",
-                     cache);
+    const char *ctype =
+        ans->content_type ? ans->content_type : "application/octet-stream";
+    if (req->q.obj == PKG_OBJ_MULTIVARIANT || req->q.obj == PKG_OBJ_PLAYLIST)
+        return reply_playlist(h, c, b, ctype, cache);
+    return reply_buf(c, MHD_HTTP_OK, b, ctype, cache);
+}
+
+/* Counts req in h->resumed once, however often it is resumed; on_completed
+ * uncounts it. Called by whoever resumes req, before the resume. */
+static void count_resume(httpd_t *h, httpd_req_t *req)
+{
+    if (!atomic_exchange(&req->resumed, true))
+        atomic_fetch_add(&h->resumed, 1);
 }
 
 /* Runs on a packager thread, exactly once per registered waiter, with no
@@ -312,6 +404,7 @@ static void wake_cb(void *opaque, pkg_wake_t why)
     atomic_store_explicit(&req->why, (int)why, memory_order_relaxed);
     int prev = atomic_exchange(&req->state, REQ_WOKEN);
     if (prev == REQ_SUSPENDED) {
+        count_resume(h, req);     /* before the resume: req is ours till then */
         MHD_resume_connection(c); /* thread-safe with MHD_USE_ITC */
         atomic_fetch_sub(&h->suspended, 1);
     }
@@ -350,6 +443,7 @@ static enum MHD_Result lookup(httpd_t *h, httpd_req_t *req)
             /* Woken between the check and the exchange: nobody else
              * will resume a connection we suspended, so do it now; the
              * next call of the handler finds the state WOKEN. */
+            count_resume(h, req);
             MHD_resume_connection(req->conn);
             atomic_fetch_sub(&h->suspended, 1);
             return MHD_YES;
@@ -460,6 +554,7 @@ static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
     httpd_route_to_query(&req->route, &req->q);
     atomic_init(&req->state, REQ_IDLE);
     atomic_init(&req->why, PKG_WAKE_READY);
+    atomic_init(&req->resumed, false);
     *req_cls = req; /* freed by on_completed() whatever happens next */
 
     if (req->q.obj == PKG_OBJ_PLAYLIST) {
@@ -535,6 +630,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         return;
     /* No waiter refers to req any more: it was either never registered,
      * or woken (the connection is resumed only by or after the wake). */
+    if (atomic_load(&req->resumed))
+        atomic_fetch_sub(&h->resumed, 1);
     free(req);
     atomic_fetch_sub(&h->inflight, 1);
 }
@@ -622,7 +719,14 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out)
     h->pkg = pkg;
     atomic_init(&h->suspended, 0);
     atomic_init(&h->inflight, 0);
+    atomic_init(&h->resumed, 0);
     atomic_init(&h->running, false);
+    if (httpd_gzcache_create(HTTPD_GZ_CACHE_ENTRIES, HTTPD_GZ_CACHE_BYTES,
+                             &h->gz)) {
+        freeaddrinfo(ai);
+        free(h);
+        return PD_ENOMEM;
+    }
 
     char path[600];
     snprintf(path, sizeof(path), "%s/hls.min.js", cfg->www_dir);
@@ -671,6 +775,7 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out)
     if (!h->daemon) {
         PD_LOGE(MOD, "cannot listen on %s:%d", cfg->bind_addr, cfg->http_port);
         pd_buf_unref(&h->hlsjs);
+        httpd_gzcache_destroy(&h->gz);
         free(h);
         return PD_EIO;
     }
@@ -714,15 +819,27 @@ void httpd_stop(httpd_t **hp)
         *hp = NULL;
         return;
     }
-    /* Resumed waiters answer 503 on their daemon thread: let them, so
-     * clients see an answer rather than a reset. */
+    /* Resumed waiters answer 503 on their daemon thread: wait until
+     * every one was sent (on_completed), so clients see an answer rather
+     * than an empty reply; let transfers in progress finish meanwhile. */
     until = pd_mono_us() + HTTPD_DRAIN_WAIT_US;
-    while (atomic_load(&h->inflight) > 0 && pd_mono_us() < until)
-        usleep(10000);
+    while ((atomic_load(&h->resumed) > 0 || atomic_load(&h->inflight) > 0) &&
+           pd_mono_us() < until)
+        usleep(5000);
+    int unsent = atomic_load(&h->resumed);
+    int busy = atomic_load(&h->inflight);
+    if (unsent > 0)
+        PD_LOGW(MOD,
+                "%d held requests had not sent their answer after %d ms: "
+                "closing them",
+                unsent, HTTPD_DRAIN_WAIT_US / 1000);
+    else if (busy > 0)
+        PD_LOGD(MOD, "%d transfers still running at stop: closing them", busy);
     MHD_stop_daemon(h->daemon);
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock); /* quiesced: ours to close, after the stop */
     pd_buf_unref(&h->hlsjs);
+    httpd_gzcache_destroy(&h->gz);
     free(h);
     *hp = NULL;
 }

@@ -7,6 +7,8 @@
  * Cache-Control policy. They take explicit lengths, never allocate, never
  * log and touch no global state, so any thread may call them and the
  * tests drive them with hostile input. player.c holds the player page.
+ * gzip.c holds Accept-Encoding parsing (pure, like directives.c) and the
+ * zlib compression of playlists with its bounded cache (thread-safe).
  * httpd.c is the only file that talks to libmicrohttpd or the packager.
  *
  * Syntax decisions (one URL per object, so CDN cache keys never split):
@@ -118,5 +120,93 @@ int httpd_playlist_max_age(int td_s, bool blocked, bool ended);
 
 /* The player page (static HTML, NUL-terminated); *len its length. */
 const char *httpd_player_page(size_t *len);
+
+/* ---- gzip for playlists (gzip.c) --------------------------------------
+ *
+ * Accept-Encoding (RFC 9110 12.5.3), fed one header value at a time (a
+ * request may repeat the header; the values form one list). Codings are
+ * case-insensitive tokens with an optional weight ";q=<qvalue>"; "x-gzip"
+ * counts as "gzip"; "*" stands for every coding not listed. A listed
+ * coding with q=0 is not acceptable; when gzip is listed more than once
+ * the lowest weight wins. A malformed element (bad token, bad qvalue,
+ * another parameter, spaces around '=') is ignored as a whole, so
+ * garbage never turns gzip on. A byte that no valid list holds (DQUOTE,
+ * backslash, a control byte other than HTAB, non-ASCII: a quoted string
+ * could hide a comma) makes the whole list invalid, as do more than
+ * HTTPD_AE_MAX_BYTES in all or more than HTTPD_AE_MAX_ELEMS elements:
+ * the request then gets identity. No header at all also gets identity
+ * (RFC 9110 would allow any coding; clients that want gzip say so). */
+#define HTTPD_AE_MAX_BYTES 1024
+#define HTTPD_AE_MAX_ELEMS 32
+
+typedef struct httpd_ae_s {
+    int gzip_q;   /* lowest weight given to gzip/x-gzip (0..1000), -1 if
+                     not listed */
+    int star_q;   /* lowest weight given to "*" (0..1000), -1 if not
+                     listed */
+    size_t bytes; /* value bytes seen so far */
+    int elems;    /* list elements seen so far (empty ones included) */
+    bool invalid; /* a limit was passed or a forbidden byte seen:
+                     identity */
+} httpd_ae_t;
+
+void httpd_ae_init(httpd_ae_t *ae);
+
+/* Feeds one Accept-Encoding value s[0..len) (not NUL-terminated, may hold
+ * any bytes). Borrows s. */
+void httpd_ae_add(httpd_ae_t *ae, const char *s, size_t len);
+
+/* True if the list fed so far allows a gzip answer. */
+bool httpd_ae_gzip_ok(const httpd_ae_t *ae);
+
+/* One-shot: true if the single Accept-Encoding value s[0..len) allows
+ * gzip; s NULL (no header) means no. */
+bool httpd_accepts_gzip(const char *s, size_t len);
+
+/* Compresses data[0..len) into a new buffer in the gzip format (zlib
+ * deflate, level HTTPD_GZIP_LEVEL). Returns 0 with *out a new reference
+ * (exactly sized), PD_EAGAIN if the result would not be smaller than the
+ * input (no point sending it), PD_ENOMEM, PD_EINVAL (len too large for
+ * zlib) or PD_ERR. Borrows data. Any thread. */
+#define HTTPD_GZIP_LEVEL 6
+int httpd_gzip(const uint8_t *data, size_t len, pd_buf_t **out);
+
+/* A bounded, mutex-protected cache from a source buffer (by pointer) to
+ * its gzip, so a playlist rendered once and served to thousands of
+ * waiters is compressed once. Every entry holds a reference to its
+ * source, so the address cannot be reused while it is cached, and to its
+ * gzip (or NULL when gzip did not help). Bounded in entries and in bytes
+ * kept alive (sources plus gzips); eviction is least recently used and
+ * drops both references of the entry. */
+typedef struct httpd_gzcache_s httpd_gzcache_t;
+
+typedef struct httpd_gzcache_stats_s {
+    int64_t entries;      /* cached now */
+    int64_t hits;         /* lookups answered from the cache */
+    int64_t compressions; /* httpd_gzip() calls made by misses */
+    int64_t evictions;    /* entries dropped to make room */
+    int64_t bytes;        /* sources + gzips kept alive by the entries */
+} httpd_gzcache_stats_t;
+
+/* Creates a cache of at most capacity entries (>= 1) keeping at most
+ * max_bytes (>= 1) of sources plus gzips alive; a buffer whose entry
+ * alone would exceed max_bytes is compressed but not kept. Returns 0 or
+ * PD_ENOMEM / PD_EINVAL. */
+int httpd_gzcache_create(size_t capacity, size_t max_bytes,
+                         httpd_gzcache_t **out);
+
+/* Drops every entry (and its references) and frees; *c set to NULL. No
+ * other thread may be using it. c and *c may be NULL. */
+void httpd_gzcache_destroy(httpd_gzcache_t **c);
+
+/* The gzip of src: *out is a new reference to it, or NULL when src is
+ * better sent as it is (gzip not smaller, or compression failed). A miss
+ * compresses outside the lock and inserts; two threads missing on the
+ * same src may both compress, but one entry is kept. Returns 0, or an
+ * error with *out NULL (the caller sends identity). Borrows src (takes
+ * its own reference when inserting). Any thread. */
+int httpd_gzcache_get(httpd_gzcache_t *c, pd_buf_t *src, pd_buf_t **out);
+
+void httpd_gzcache_stats(httpd_gzcache_t *c, httpd_gzcache_stats_t *st);
 
 #endif

@@ -3,12 +3,14 @@
  *
  * The decoder builds a small tree from untrusted bytes. Invariants: every
  * read is checked against the explicit length; nesting is limited to
- * AMF0_MAX_DEPTH and a tree to AMF0_MAX_NODES values, so a hostile
- * message cannot exhaust the stack or memory; counts announced by the
- * peer (strict arrays) are checked against the bytes left before anything
- * is allocated; references are kept as opaque indexes and never resolved
- * (no cycles possible). The encoder writes into a fixed caller buffer and
- * records overflow instead of writing past it.
+ * AMF0_MAX_DEPTH, and every value decoded spends one unit of a budget the
+ * caller passes in and shares across all the values of one message (so
+ * a message of n bytes builds at most min(n, budget) nodes, whatever its
+ * shape), so a hostile message cannot exhaust the stack or memory; counts
+ * announced by the peer (strict arrays) are checked against the bytes left
+ * before anything is allocated; references are kept as opaque indexes
+ * and never resolved (no cycles possible). The encoder writes into a
+ * fixed caller buffer and records overflow instead of writing past it.
  */
 #include "ingest_int.h"
 
@@ -23,7 +25,7 @@ typedef struct dec_s {
     const uint8_t *buf;
     size_t len;
     size_t pos;
-    size_t nodes; /* values created so far */
+    size_t budget; /* values that may still be created */
 } dec_t;
 
 static uint16_t rd16(const uint8_t *p)
@@ -147,8 +149,9 @@ static int decode_value(dec_t *d, int depth, amf0_value_t **out)
         return PD_ELIMIT;
     if (need(d, 1))
         return PD_EAGAIN;
-    if (++d->nodes > AMF0_MAX_NODES)
+    if (d->budget == 0)
         return PD_ELIMIT;
+    d->budget--;
     uint8_t marker = d->buf[d->pos];
     switch (marker) {
     case AMF0_NUMBER:
@@ -252,15 +255,18 @@ static int decode_value(dec_t *d, int depth, amf0_value_t **out)
     return 0;
 }
 
-int amf0_decode(const uint8_t *buf, size_t len, size_t *pos, amf0_value_t **out)
+int amf0_decode(const uint8_t *buf, size_t len, size_t *pos, size_t *budget,
+                amf0_value_t **out)
 {
     *out = NULL;
-    if (!buf || *pos > len)
+    if (!buf || !budget || *pos > len)
         return PD_EINVAL;
-    dec_t d = {.buf = buf, .len = len, .pos = *pos};
+    dec_t d = {.buf = buf, .len = len, .pos = *pos, .budget = *budget};
     int rc = decode_value(&d, 0, out);
-    if (rc == 0)
+    if (rc == 0) {
         *pos = d.pos;
+        *budget = d.budget;
+    }
     return rc;
 }
 

@@ -7,7 +7,9 @@
  * header byte (codec, frame type / sound format), for AVC a packet type
  * and a 24-bit signed composition time offset, for AAC a packet type.
  * Invariants: explicit lengths; the returned data pointer always lies
- * inside the input; nothing is copied or allocated.
+ * inside the input; nothing is copied or allocated. A connection's audio
+ * and video timestamps are unwrapped per track, each track's first value
+ * against the other track's, so both share one time line.
  */
 #include "ingest_int.h"
 
@@ -74,8 +76,14 @@ int flv_parse_audio(const uint8_t *p, size_t len, flv_audio_t *out)
     return 0;
 }
 
-int64_t flv_ts_unwrap(flv_ts_t *u, uint32_t ts)
+int64_t flv_ts_unwrap(flv_ts_t *u, const flv_ts_t *ref, uint32_t ts)
 {
+    if (!u->started && ref && ref->started) {
+        /* the first value of this track continues the other's time line */
+        u->last = ref->last;
+        u->value = ref->value;
+        u->started = true;
+    }
     if (!u->started) {
         u->started = true;
         u->value = ts;

@@ -13,11 +13,15 @@
  * and reports truncation, oversize and protocol violations as PD_ codes
  * (PD_EPROTO malformed, PD_ELIMIT a limit hit). None of these functions
  * logs; the caller (the connection thread) logs once with the peer.
- * Threads: all of it is per connection; nothing here is shared.
+ * Threads: all of it is per connection; nothing here is shared, except
+ * an rtmp_budget_t (an atomic counter) that many parsers may charge.
  */
 #ifndef INGEST_INGEST_INT_H
 #define INGEST_INGEST_INT_H
 
+#include "ingest.h"
+
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,8 +43,10 @@ typedef enum {
     AMF0_LONG_STRING = 0x0C,
 } amf0_type_t;
 
-#define AMF0_MAX_DEPTH 32    /* nesting of objects/arrays */
-#define AMF0_MAX_NODES 65536 /* values in one decoded tree */
+#define AMF0_MAX_DEPTH 32 /* nesting of objects/arrays */
+/* Value budget of one RTMP command or data message, shared by all the
+ * values it holds (connect, publish and onMetaData need a few dozen). */
+#define AMF0_MSG_VALUES 4096
 
 typedef struct amf0_value_s amf0_value_t;
 
@@ -68,12 +74,16 @@ struct amf0_value_s {
 };
 
 /* Decodes one value from buf[*pos..len) and advances *pos past it.
- * Returns 0 and a new tree in *out (free with amf0_free), PD_EAGAIN if
- * the buffer ends inside the value (truncated), PD_EPROTO for malformed
- * input (unknown marker, stray object end), PD_ELIMIT for nesting deeper
- * than AMF0_MAX_DEPTH or more than AMF0_MAX_NODES values, PD_ENOMEM. On
- * error *pos is unchanged and *out NULL. Borrows buf. */
-int amf0_decode(const uint8_t *buf, size_t len, size_t *pos,
+ * *budget is the number of values (every number, string, object, array
+ * element, ...) the caller still allows; each value decoded spends one.
+ * Pass the same budget to every call decoding values of one message, so
+ * the whole message is bounded, not each value. Returns 0 and a new tree
+ * in *out (free with amf0_free), PD_EAGAIN if the buffer ends inside the
+ * value (truncated), PD_EPROTO for malformed input (unknown marker, stray
+ * object end), PD_ELIMIT for nesting deeper than AMF0_MAX_DEPTH or a
+ * spent budget, PD_EINVAL (NULL buf or budget, *pos > len), PD_ENOMEM.
+ * On error *pos and *budget are unchanged and *out NULL. Borrows buf. */
+int amf0_decode(const uint8_t *buf, size_t len, size_t *pos, size_t *budget,
                 amf0_value_t **out);
 
 /* Frees a tree; *v set to NULL. v and *v may be NULL. */
@@ -172,12 +182,27 @@ typedef struct rtmp_cs_s {
     uint32_t cap; /* bytes allocated in buf */
 } rtmp_cs_t;
 
+/* Reassembly bytes shared by many parsers (the whole server): a parser
+ * that would take `used` above `limit` fails instead. Thread-safe (one
+ * atomic counter); outlives every parser pointing at it. */
+typedef struct rtmp_budget_s {
+    atomic_size_t used; /* bytes: held by all the parsers sharing it */
+    size_t limit;       /* bytes */
+} rtmp_budget_t;
+
+/* Extra reassembly bytes a connection may hold beside one message of
+ * max_msg_size: the kept buffers of its small chunk streams (audio,
+ * commands, data, control), each at most 64 KiB. */
+#define RTMP_CONN_EXTRA_BUFFERED (512 * 1024)
+
 typedef struct rtmp_chunk_parser_s {
     uint32_t chunk_size;     /* bytes: the peer's current chunk size */
     uint32_t max_chunk_size; /* bytes: largest Set Chunk Size accepted */
     uint32_t max_msg_size;   /* bytes: largest message accepted */
-    size_t max_buffered;     /* bytes: all reassembly buffers together */
+    size_t max_buffered;     /* bytes: all reassembly buffers together
+                                (max_msg_size + RTMP_CONN_EXTRA_BUFFERED) */
     size_t buffered;         /* bytes: allocated now */
+    rtmp_budget_t *shared;   /* borrowed, may be NULL: also charged */
     rtmp_cs_t cs[RTMP_MAX_CSIDS];
     int ncs;
     rtmp_cs_t *cur;      /* inside a chunk's payload: its stream */
@@ -186,9 +211,12 @@ typedef struct rtmp_chunk_parser_s {
     const char *error;   /* static text of the error returned, for logs */
 } rtmp_chunk_parser_t;
 
-/* Sets up a parser (chunk size 128). Limits in bytes. */
+/* Sets up a parser (chunk size 128). Limits in bytes. shared (may be
+ * NULL) is borrowed and must outlive the parser: every reassembly byte
+ * this parser holds is charged to it too. */
 void rtmp_chunk_parser_init(rtmp_chunk_parser_t *p, uint32_t max_chunk_size,
-                            uint32_t max_msg_size);
+                            uint32_t max_msg_size, rtmp_budget_t *shared);
+/* Frees every buffer (and gives their bytes back to the shared budget). */
 void rtmp_chunk_parser_free(rtmp_chunk_parser_t *p);
 
 /* Consumes bytes of buf[0..len) and stops after the first complete
@@ -197,7 +225,8 @@ void rtmp_chunk_parser_free(rtmp_chunk_parser_t *p);
  * incomplete chunk header, must be presented again with more bytes), or
  * PD_EPROTO (malformed / protocol violation), PD_ELIMIT (message larger
  * than max_msg_size, chunk size above max_chunk_size, more than
- * RTMP_MAX_CSIDS chunk streams, buffers above max_buffered), PD_ENOMEM.
+ * RTMP_MAX_CSIDS chunk streams, buffers above max_buffered or above the
+ * shared budget's limit), PD_ENOMEM.
  * *used is the number of bytes consumed in every case. After an error the
  * parser must not be used again (except to free it). Set Chunk Size and
  * Abort messages take effect inside the parser and are returned too. */
@@ -250,6 +279,11 @@ int rtmp_hs_find_digest(const uint8_t *c1, size_t *off);
 int rtmp_hs_response(const uint8_t *c1, uint32_t now_ms, uint8_t *out,
                      bool *digest);
 
+/* Releases the calling thread's libcrypto state (per-thread random
+ * generators). Call once, last, in every thread that used the functions
+ * above; libcrypto builds it again if the thread calls them later. */
+void rtmp_hs_thread_done(void);
+
 /* ==== FLV tags ========================================================= */
 
 enum {
@@ -295,10 +329,29 @@ typedef struct flv_ts_s {
     int64_t value; /* ms, its unwrapped value */
 } flv_ts_t;
 
-/* Unwraps ts: the first value is taken as is, each next one moves by the
- * signed 32-bit difference to the previous (so wraps go forward and small
- * steps back stay small); a step back of more than 2^30 between values
- * below 2^31 is taken as a 31-bit wrap (ffmpeg's FLV timestamps). */
-int64_t flv_ts_unwrap(flv_ts_t *u, uint32_t ts);
+/* Unwraps ts: each value moves by the signed 32-bit difference to the
+ * previous one (so wraps go forward and small steps back stay small); a
+ * step back of more than 2^30 between values below 2^31 is taken as a
+ * 31-bit wrap (ffmpeg's FLV timestamps). The first value of u is unwrapped
+ * the same way against ref, the connection's other track, when ref (may
+ * be NULL) has started: audio and video share one time line even when
+ * they start on either side of a wrap. Otherwise it is taken as is.
+ * Borrows ref. */
+int64_t flv_ts_unwrap(flv_ts_t *u, const flv_ts_t *ref, uint32_t ts);
+
+/* ==== server (rtmp_server.c) ========================================== */
+
+/* The reassembly bytes all connections of a server may hold together
+ * (ingest_start's budget): the largest of 64 MiB, four connections each
+ * with a maximal message in progress (4 x (rtmp_max_message_size +
+ * RTMP_CONN_EXTRA_BUFFERED)) and 1 MiB per allowed publisher. 64 MiB by
+ * default. A connection that would go over it is closed. */
+size_t ingest_default_budget(const pd_config_t *cfg);
+
+/* ingest_start() with an explicit server-wide reassembly budget in bytes
+ * (ingest_start passes ingest_default_budget(cfg)); the unit tests use a
+ * small one. Same contract as ingest_start otherwise. */
+int ingest_start_budget(const pd_config_t *cfg, pkg_t *pkg,
+                        size_t reassembly_budget, ingest_t **out);
 
 #endif

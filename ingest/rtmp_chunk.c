@@ -15,8 +15,11 @@
  *   and ffmpeg send it on continuations too).
  * - Limits: at most RTMP_MAX_CSIDS chunk streams, messages up to
  *   max_msg_size, chunk sizes up to max_chunk_size, reassembly buffers up
- *   to max_buffered bytes in all (buffers grow with the bytes that really
- *   arrived, never with the length a header announces).
+ *   to max_buffered bytes in all (one maximal message plus
+ *   RTMP_CONN_EXTRA_BUFFERED: buffers grow with the bytes that really
+ *   arrived, never with the length a header announces), and, when the
+ *   parser shares an rtmp_budget_t, every byte it holds is charged there
+ *   first, so all the connections together stay under one limit.
  */
 #include "ingest_int.h"
 
@@ -53,21 +56,24 @@ static int fail(rtmp_chunk_parser_t *p, int code, const char *why)
 }
 
 void rtmp_chunk_parser_init(rtmp_chunk_parser_t *p, uint32_t max_chunk_size,
-                            uint32_t max_msg_size)
+                            uint32_t max_msg_size, rtmp_budget_t *shared)
 {
     memset(p, 0, sizeof(*p));
     p->chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
     p->max_chunk_size = max_chunk_size;
     p->max_msg_size = max_msg_size;
-    /* one maximal message in progress plus a few smaller ones alongside */
-    p->max_buffered = (size_t)max_msg_size * 2 + 4 * (size_t)max_chunk_size +
-                      RTMP_MAX_CSIDS * (size_t)KEEP_BUF_MAX;
+    /* one maximal message in progress plus the small kept buffers of the
+     * other chunk streams (audio, commands, control) alongside */
+    p->max_buffered = (size_t)max_msg_size + RTMP_CONN_EXTRA_BUFFERED;
+    p->shared = shared;
 }
 
 static void cs_release(rtmp_chunk_parser_t *p, rtmp_cs_t *cs)
 {
     free(cs->buf);
     p->buffered -= cs->cap;
+    if (p->shared && cs->cap)
+        atomic_fetch_sub(&p->shared->used, (size_t)cs->cap);
     cs->buf = NULL;
     cs->cap = 0;
 }
@@ -107,9 +113,21 @@ static int cs_reserve(rtmp_chunk_parser_t *p, rtmp_cs_t *cs, uint32_t more)
         ncap = needed;
     if (p->buffered - cs->cap + ncap > p->max_buffered)
         return fail(p, PD_ELIMIT, "reassembly buffers over their limit");
+    size_t grow = (size_t)ncap - cs->cap;
+    if (p->shared) {
+        size_t before = atomic_fetch_add(&p->shared->used, grow);
+        if (before + grow > p->shared->limit) {
+            atomic_fetch_sub(&p->shared->used, grow);
+            return fail(p, PD_ELIMIT,
+                        "reassembly buffers over the server-wide limit");
+        }
+    }
     uint8_t *nb = realloc(cs->buf, (size_t)ncap);
-    if (!nb)
+    if (!nb) {
+        if (p->shared)
+            atomic_fetch_sub(&p->shared->used, grow);
         return fail(p, PD_ENOMEM, "out of memory");
+    }
     p->buffered = p->buffered - cs->cap + (size_t)ncap;
     cs->buf = nb;
     cs->cap = (uint32_t)ncap;

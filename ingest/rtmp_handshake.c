@@ -10,6 +10,11 @@
  * scheme) and an S2 whose last 32 bytes are HMAC(HMAC(full FMS key, C1
  * digest), S2[0..1504)). HMAC-SHA256 comes from OpenSSL's libcrypto.
  * Pure functions over fixed-size buffers; only randomness is external.
+ * Invariant: no libcrypto object outlives a call. HMAC() is OpenSSL's
+ * one-shot (it creates and frees its MAC context on every path, errors
+ * included); the only state left behind is libcrypto's per-thread state
+ * (RAND_bytes' per-thread generators), which rtmp_hs_thread_done()
+ * releases before a connection thread ends.
  */
 #include "ingest_int.h"
 
@@ -128,4 +133,9 @@ int rtmp_hs_response(const uint8_t *c1, uint32_t now_ms, uint8_t *out,
                 s2 + RTMP_HS_SIZE - RTMP_HS_DIGEST_LEN))
         return PD_ERR;
     return 0;
+}
+
+void rtmp_hs_thread_done(void)
+{
+    OPENSSL_thread_stop();
 }

@@ -4,25 +4,42 @@
  * hand-off of FLV audio/video frames to the packager.
  *
  * Invariants:
- * - One accept thread; each accepted connection gets its own detached
+ * - One accept thread; each accepted connection gets its own joinable
  *   thread and an entry in ingest->conns (under ingest->mu). At most
  *   cfg->max_publishers connections exist; an extra one is closed at once
- *   with one log line.
+ *   with one (rate-limited) log line.
  * - A connection thread owns its socket, parser and packager handle. It
  *   removes itself from the list, closes its socket (under mu, so
- *   ingest_stop never shuts down a recycled descriptor) and signals
- *   ingest->cv as the very last thing it does with the ingest object.
- * - Every wait has a deadline: the handshake has rtmp_handshake_timeout_ms,
- *   then no incoming bytes for rtmp_idle_timeout_ms closes, sends give up
- *   after rtmp_idle_timeout_ms; polls wake at least every second to notice
- *   a stop.
+ *   ingest_stop never shuts down a recycled descriptor), moves itself to
+ *   ingest->done and signals ingest->cv as the last thing it does with the
+ *   ingest object. Whoever takes it off `done` (the accept thread before
+ *   each accept and every second, ingest_stop at the end) joins the
+ *   thread and frees it, so finished threads never pile up (at most
+ *   max_publishers + 1 exist unjoined) and no ingest thread runs once
+ *   ingest_stop has returned.
+ * - Every wait has a deadline: the handshake has rtmp_handshake_timeout_ms;
+ *   then a connection that is not publishing must publish within another
+ *   rtmp_handshake_timeout_ms (again after an unpublish), so connections
+ *   that never publish cannot hold the max_publishers slots; no complete
+ *   message for rtmp_idle_timeout_ms closes (the timer restarts on whole
+ *   messages, not on bytes: a trickle does not keep a connection alive);
+ *   sends give up after rtmp_idle_timeout_ms; polls wake at least every
+ *   second to notice a stop.
+ * - Memory per connection is bounded: reassembly buffers by the chunk
+ *   parser (one maximal message plus a little) and, together with every
+ *   other connection, by one server-wide byte budget (ingest->budget);
+ *   command and data messages are decoded only up to AMF_MAX_BYTES and
+ *   AMF0_MSG_VALUES values per message.
  * - Any error of one connection (garbage, truncation, a limit, a protocol
  *   violation, the packager closing) ends that connection only, logged
- *   once with the peer address and the reason. After a successful publish
- *   every close calls pkg_unpublish().
+ *   once with the peer address and the reason. Those per-connection lines
+ *   (closed, refused) are rate-limited server-wide to CONN_LOG_PER_S per
+ *   second, the next line printed says how many were suppressed. After a
+ *   successful publish every close calls pkg_unpublish().
  * - The publish name's query string (a stream key) is cut off before the
  *   name is used and is never logged; names are validated before they are
- *   logged.
+ *   logged; a refused application name is never logged (only its length:
+ *   some publishers put the key in the application path).
  */
 #include "ingest.h"
 #include "ingest_int.h"
@@ -49,13 +66,19 @@
 
 #define MOD "rtmp"
 
-#define RBUF_SIZE (64 * 1024) /* receive buffer, bytes */
-#define WBUF_SIZE (16 * 1024) /* one outgoing message as chunks */
-#define OUR_CHUNK_SIZE 4096   /* Set Chunk Size we send */
-#define OUR_WINDOW 2500000    /* Window Ack Size / peer bandwidth */
-#define MAX_CMD_VALUES 8      /* AMF values decoded per command */
-#define NAME_MAX_LEN 64       /* publish name characters */
-#define POLL_SLICE_MS 1000    /* longest single poll: notices stops */
+#define RBUF_SIZE (64 * 1024)     /* receive buffer, bytes */
+#define WBUF_SIZE (16 * 1024)     /* one outgoing message as chunks */
+#define OUR_CHUNK_SIZE 4096       /* Set Chunk Size we send */
+#define OUR_WINDOW 2500000        /* Window Ack Size / peer bandwidth */
+#define MAX_CMD_VALUES 8          /* AMF values decoded per command */
+#define AMF_MAX_BYTES (64 * 1024) /* largest command/data message decoded */
+#define NAME_MAX_LEN 64           /* publish name characters */
+#define POLL_SLICE_MS 1000        /* longest single poll: notices stops */
+#define HANDSHAKE_BYTES (1 + 2 * RTMP_HS_SIZE) /* C0 + C1 + C2 */
+#define CONN_LOG_PER_S 20               /* closed/refused lines per second */
+#define STOP_WARN_MS 5000               /* ingest_stop warns every this often */
+#define BUDGET_FLOOR ((size_t)64 << 20) /* bytes, see ingest_int.h */
+#define BUDGET_PER_PUBLISHER ((size_t)1 << 20) /* bytes */
 #define CSID_CONTROL 2
 #define CSID_COMMAND 3
 #define CSID_STATUS 5
@@ -70,15 +93,23 @@ struct ingest_s {
     int wake[2];            /* pipe: wakes the accept thread to stop */
     pthread_t acceptor;
     atomic_bool stopping;
-    pthread_mutex_t mu; /* guards conns, nconns, every conn's fd close */
-    pthread_cond_t cv;  /* signalled when a connection ends */
+    pthread_mutex_t mu; /* guards conns, nconns, done, every fd close */
+    pthread_cond_t cv;  /* signalled when a connection ends (monotonic) */
     conn_t *conns;      /* live connections */
     int nconns;
+    conn_t *done;         /* finished connections, thread not joined yet */
+    rtmp_budget_t budget; /* reassembly bytes of all the connections */
+
+    pthread_mutex_t log_mu; /* guards the three fields below */
+    int64_t log_window_us;  /* monotonic us: start of the current second */
+    int log_count;          /* lines printed in it */
+    int log_suppressed;     /* lines dropped since the last one printed */
 };
 
 struct conn_s {
     ingest_t *in;
-    conn_t *next; /* in->conns list (under in->mu) */
+    conn_t *next; /* in->conns or in->done list (under in->mu) */
+    pthread_t th; /* joined by reap() */
     int fd;
     char peer[96];    /* "addr:port" for logs */
     char reason[160]; /* why we close (empty: the peer left) */
@@ -88,17 +119,19 @@ struct conn_s {
     size_t rlen; /* bytes in rbuf not yet consumed */
     uint8_t wbuf[WBUF_SIZE];
     uint32_t out_chunk_size; /* bytes: our chunk size towards the peer */
-    uint64_t bytes_in;       /* bytes received since the handshake */
+    uint64_t bytes_in;       /* bytes received, the handshake included */
     uint64_t acked;          /* bytes_in when we last acknowledged */
     uint32_t ack_window;     /* bytes: acknowledge after this many */
 
     bool connected;              /* connect accepted */
     pkg_stream_t *stream;        /* while published */
+    int64_t publish_by_us;       /* monotonic: close unless published */
     char name[8 + NAME_MAX_LEN]; /* "live/<name>" once published */
     flv_ts_t ts_video, ts_audio;
     int hint_w, hint_h; /* onMetaData, pixels (0 unknown) */
     double hint_fps;    /* onMetaData, frames per second */
     bool warned_vcodec, warned_acodec, warned_aggr, warned_vcfg, warned_acfg;
+    bool warned_data;
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -114,6 +147,46 @@ static void set_reason(conn_t *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
     va_end(ap);
+}
+
+/* Per-connection lines (closed, refused, ignored): at most CONN_LOG_PER_S
+ * a second for the whole server, so a connect loop cannot flood the log;
+ * the next line printed carries the count of those suppressed. Any
+ * thread. */
+static void conn_log(ingest_t *in, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void conn_log(ingest_t *in, int level, const char *fmt, ...)
+{
+    if (level > pd_log_get_level())
+        return;
+    pthread_mutex_lock(&in->log_mu);
+    int64_t now = pd_mono_us();
+    if (now - in->log_window_us >= 1000000) {
+        in->log_window_us = now;
+        in->log_count = 0;
+    }
+    int suppressed = 0;
+    bool ok = in->log_count < CONN_LOG_PER_S;
+    if (ok) {
+        in->log_count++;
+        suppressed = in->log_suppressed;
+        in->log_suppressed = 0;
+    } else {
+        in->log_suppressed++;
+    }
+    pthread_mutex_unlock(&in->log_mu);
+    if (!ok)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (suppressed)
+        pd_log(level, MOD, "%s (%d more suppressed)", line, suppressed);
+    else
+        pd_log(level, MOD, "%s", line);
 }
 
 static void format_peer(const struct sockaddr *sa, socklen_t len, char *out,
@@ -295,21 +368,6 @@ static int send_simple_result(conn_t *c, double txn, bool has_num, double num)
     return send_amf(c, CSID_COMMAND, 0, &w);
 }
 
-/* Copies s[0..len) with anything outside [A-Za-z0-9_.-/] replaced, for
- * logging a value that failed validation. */
-static void sanitize(const char *s, size_t len, char *out, size_t outlen)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < outlen && i < 32; i++) {
-        char ch = s[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
-                  ch == '.' || ch == '/';
-        out[n++] = ok ? ch : '?';
-    }
-    out[n] = 0;
-}
-
 /* The part of a publish name before '?': its length. The rest (a key or
  * token) is never used or logged here. */
 static size_t name_base_len(const char *s, size_t len)
@@ -318,12 +376,13 @@ static size_t name_base_len(const char *s, size_t len)
     return q ? (size_t)(q - s) : len;
 }
 
-/* 1-64 characters of [A-Za-z0-9_.-], not "." or "..". */
+/* 1-64 characters of [A-Za-z0-9_.-], not starting with a dot (so never
+ * ".", "..", "..." or a hidden name). */
 static bool name_valid(const char *s, size_t len)
 {
     if (len < 1 || len > NAME_MAX_LEN)
         return false;
-    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+    if (s[0] == '.')
         return false;
     for (size_t i = 0; i < len; i++) {
         char ch = s[i];
@@ -350,8 +409,6 @@ static int cmd_connect(conn_t *c, double txn, const amf0_value_t *obj)
             alen--;
     }
     if (!app || alen != 4 || memcmp(app, "live", 4) != 0) {
-        char shown[40];
-        sanitize(app ? app : "", app ? alen : 0, shown, sizeof(shown));
         uint8_t b[512];
         amf0_wr_t w;
         amf0_wr_init(&w, b, sizeof(b));
@@ -364,8 +421,14 @@ static int cmd_connect(conn_t *c, double txn, const amf0_value_t *obj)
         amf0_put_prop_cstr(&w, "description", "Unknown application.");
         amf0_put_object_end(&w);
         send_amf(c, CSID_COMMAND, 0, &w);
-        set_reason(c, "connect rejected: application '%s' is not 'live'",
-                   shown);
+        /* never the name itself: a stream key may be in the app path */
+        if (app)
+            set_reason(c,
+                       "connect rejected: application name (%zu bytes) "
+                       "is not 'live'",
+                       alen);
+        else
+            set_reason(c, "connect rejected: no application name");
         return PD_EPROTO;
     }
     double enc = 0;
@@ -496,27 +559,71 @@ static bool str_is(const amf0_value_t *v, const char *s)
     return p && len == strlen(s) && memcmp(p, s, len) == 0;
 }
 
-/* Command (20/17) and data (18/15) messages. */
+/* Why the AMF0 decoder refused a message, for the log. */
+static const char *amf_error_text(int rc)
+{
+    switch (rc) {
+    case PD_EAGAIN:
+        return "truncated";
+    case PD_ELIMIT:
+        return "too many values or too deeply nested";
+    case PD_EPROTO:
+        return "malformed";
+    default:
+        return pd_strerror(rc);
+    }
+}
+
+/* A data message we do not use (too large, too many values): dropped, one
+ * line per connection. */
+static void ignore_data(conn_t *c, const rtmp_msg_t *m, const char *why)
+{
+    if (c->warned_data)
+        return;
+    c->warned_data = true;
+    conn_log(c->in, PD_LOG_WARN,
+             "%s: data message of %u bytes ignored: %s (further ones "
+             "silently)",
+             c->peer, m->len, why);
+}
+
+/* Command (20/17) and data (18/15) messages. Decoding is bounded by
+ * AMF_MAX_BYTES and one budget of AMF0_MSG_VALUES values per message. */
 static int on_amf_message(conn_t *c, const rtmp_msg_t *m)
 {
+    bool data = m->type == RTMP_MSG_DATA_AMF0 || m->type == RTMP_MSG_DATA_AMF3;
+    if (m->len > AMF_MAX_BYTES) {
+        if (data) {
+            ignore_data(c, m, "over the size limit");
+            return 0;
+        }
+        set_reason(c, "protocol: command message of %u bytes (limit %d)",
+                   m->len, AMF_MAX_BYTES);
+        return PD_ELIMIT;
+    }
     size_t pos = 0;
     if (m->type == RTMP_MSG_COMMAND_AMF3 || m->type == RTMP_MSG_DATA_AMF3)
         pos = 1; /* a leading 0 switches to AMF0 for the whole message */
     amf0_value_t *v[MAX_CMD_VALUES] = {0};
+    size_t budget = AMF0_MSG_VALUES; /* shared by all values of the message */
     int n = 0, rc = 0;
     while (n < MAX_CMD_VALUES && pos < m->len) {
-        rc = amf0_decode(m->payload, m->len, &pos, &v[n]);
+        rc = amf0_decode(m->payload, m->len, &pos, &budget, &v[n]);
         if (rc)
             break;
         n++;
     }
-    if (rc || n == 0 || !amf0_str(v[0], NULL)) {
-        set_reason(c, "protocol: malformed AMF0 in message type %u (%s)",
-                   m->type, rc ? pd_strerror(rc) : "no command name");
-        rc = PD_EPROTO;
+    if (rc == PD_ELIMIT && data) {
+        ignore_data(c, m, amf_error_text(rc));
+        rc = 0;
         goto out;
     }
-    bool data = m->type == RTMP_MSG_DATA_AMF0 || m->type == RTMP_MSG_DATA_AMF3;
+    if (rc || n == 0 || !amf0_str(v[0], NULL)) {
+        set_reason(c, "protocol: bad AMF0 in message type %u (%s)", m->type,
+                   rc ? amf_error_text(rc) : "no command name");
+        rc = rc == PD_ELIMIT ? PD_ELIMIT : PD_EPROTO;
+        goto out;
+    }
     if (data) {
         if (str_is(v[0], "@setDataFrame") && n >= 3 &&
             str_is(v[1], "onMetaData"))
@@ -559,6 +666,10 @@ static int on_amf_message(conn_t *c, const rtmp_msg_t *m)
         if (c->stream) {
             PD_LOGI(MOD, "%s unpublished %s", c->peer, c->name);
             unpublish(c);
+            /* publish again soon, or leave the slot to someone else */
+            c->publish_by_us =
+                pd_mono_us() +
+                (int64_t)c->in->cfg->rtmp_handshake_timeout_ms * 1000;
         }
     } else if (str_is(v[0], "FCUnpublish")) {
         /* deleteStream (or the close) ends the publication */
@@ -635,7 +746,7 @@ static int on_video(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
     }
     if (v.packet_type != FLV_AVC_NALU || v.len == 0)
         return 0; /* end of sequence, or nothing in it */
-    int64_t dts = flv_ts_unwrap(&c->ts_video, m->timestamp);
+    int64_t dts = flv_ts_unwrap(&c->ts_video, &c->ts_audio, m->timestamp);
     return write_frame(c, PKG_MEDIA_VIDEO, dts, v.cts_ms,
                        v.frame_type == FLV_FRAME_KEY, v.data, v.len, arrival);
 }
@@ -669,7 +780,7 @@ static int on_audio(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
     }
     if (a.packet_type != FLV_AAC_RAW || a.len == 0)
         return 0;
-    int64_t dts = flv_ts_unwrap(&c->ts_audio, m->timestamp);
+    int64_t dts = flv_ts_unwrap(&c->ts_audio, &c->ts_video, m->timestamp);
     return write_frame(c, PKG_MEDIA_AUDIO, dts, 0, true, a.data, a.len,
                        arrival);
 }
@@ -755,11 +866,13 @@ static int handshake(conn_t *c)
     return rc;
 }
 
-/* Feeds rbuf to the parser and handles every complete message. */
-static int drain(conn_t *c)
+/* Feeds rbuf to the parser and handles every complete message; *nmsg
+ * counts them. */
+static int drain(conn_t *c, int *nmsg)
 {
     size_t off = 0;
     int rc = 0;
+    *nmsg = 0;
     while (rc == 0) {
         size_t used = 0;
         rtmp_msg_t m;
@@ -767,6 +880,7 @@ static int drain(conn_t *c)
                                  &used, &m);
         off += used;
         if (r == 1) {
+            (*nmsg)++;
             rc = on_message(c, &m);
         } else if (r == 0) {
             break;
@@ -785,13 +899,25 @@ static void serve(conn_t *c)
 {
     if (handshake(c))
         return;
+    c->bytes_in = HANDSHAKE_BYTES; /* acknowledgements count C0, C1, C2 */
     const pd_config_t *cfg = c->in->cfg;
     int64_t idle_us = (int64_t)cfg->rtmp_idle_timeout_ms * 1000;
-    int64_t deadline = pd_mono_us() + idle_us;
+    int64_t now = pd_mono_us();
+    int64_t idle_by = now + idle_us; /* restarts on each whole message */
+    c->publish_by_us = now + (int64_t)cfg->rtmp_handshake_timeout_ms * 1000;
     for (;;) {
+        int64_t deadline = idle_by;
+        if (!c->stream && c->publish_by_us < deadline)
+            deadline = c->publish_by_us;
         int rc = wait_fd(c, POLLIN, deadline);
         if (rc == PD_ETIMEDOUT) {
-            set_reason(c, "idle for %d ms", cfg->rtmp_idle_timeout_ms);
+            if (!c->stream && pd_mono_us() >= c->publish_by_us)
+                set_reason(c, "not publishing %d ms after the %s",
+                           cfg->rtmp_handshake_timeout_ms,
+                           c->name[0] ? "unpublish" : "handshake");
+            else
+                set_reason(c, "no complete message for %d ms",
+                           cfg->rtmp_idle_timeout_ms);
             return;
         }
         if (rc == PD_ECLOSED) {
@@ -815,7 +941,6 @@ static void serve(conn_t *c)
             set_reason(c, "receive failed: %s", strerror(errno));
             return;
         }
-        deadline = pd_mono_us() + idle_us;
         c->rlen += (size_t)n;
         c->bytes_in += (uint64_t)n;
         if (c->ack_window && c->bytes_in - c->acked >= c->ack_window) {
@@ -823,8 +948,11 @@ static void serve(conn_t *c)
             if (send_control32(c, RTMP_MSG_ACK, (uint32_t)c->bytes_in))
                 return;
         }
-        if (drain(c))
+        int nmsg = 0;
+        if (drain(c, &nmsg))
             return;
+        if (nmsg > 0)
+            idle_by = pd_mono_us() + idle_us;
     }
 }
 
@@ -835,13 +963,14 @@ static void *conn_main(void *arg)
     serve(c);
     bool published = c->stream != NULL;
     if (c->reason[0])
-        PD_LOGI(MOD, "%s%s%s closed: %s", c->peer, published ? " " : "",
-                published ? c->name : "", c->reason);
+        conn_log(in, PD_LOG_INFO, "%s%s%s closed: %s", c->peer,
+                 published ? " " : "", published ? c->name : "", c->reason);
     else
-        PD_LOGI(MOD, "%s%s%s disconnected", c->peer, published ? " " : "",
-                published ? c->name : "");
+        conn_log(in, PD_LOG_INFO, "%s%s%s disconnected", c->peer,
+                 published ? " " : "", published ? c->name : "");
     unpublish(c);
     rtmp_chunk_parser_free(&c->parser);
+    rtmp_hs_thread_done();
 
     pthread_mutex_lock(&in->mu);
     for (conn_t **pp = &in->conns; *pp; pp = &(*pp)->next) {
@@ -851,11 +980,29 @@ static void *conn_main(void *arg)
         }
     }
     close(c->fd);
+    c->fd = -1;
     in->nconns--;
-    free(c);
+    c->next = in->done; /* reap() joins this thread and frees c */
+    in->done = c;
     pthread_cond_broadcast(&in->cv);
     pthread_mutex_unlock(&in->mu);
     return NULL;
+}
+
+/* Joins and frees every finished connection. The accept thread while it
+ * runs, then ingest_stop (never both at once). */
+static void reap(ingest_t *in)
+{
+    pthread_mutex_lock(&in->mu);
+    conn_t *d = in->done;
+    in->done = NULL;
+    pthread_mutex_unlock(&in->mu);
+    while (d) {
+        conn_t *next = d->next;
+        pthread_join(d->th, NULL); /* it is past its last use of `in` */
+        free(d);
+        d = next;
+    }
 }
 
 /* ---- accept thread ----------------------------------------------------- */
@@ -881,14 +1028,15 @@ static void accept_one(ingest_t *in)
     bool full = in->nconns >= in->cfg->max_publishers;
     pthread_mutex_unlock(&in->mu);
     if (full) {
-        PD_LOGW(MOD, "%s refused: max_publishers (%d) connections open", peer,
-                in->cfg->max_publishers);
+        conn_log(in, PD_LOG_WARN,
+                 "%s refused: max_publishers (%d) connections open", peer,
+                 in->cfg->max_publishers);
         close(fd);
         return;
     }
     conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
-        PD_LOGE(MOD, "%s refused: out of memory", peer);
+        conn_log(in, PD_LOG_ERROR, "%s refused: out of memory", peer);
         close(fd);
         return;
     }
@@ -898,28 +1046,24 @@ static void accept_one(ingest_t *in)
     c->out_chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
     c->ack_window = OUR_WINDOW; /* until the peer announces its own */
     rtmp_chunk_parser_init(&c->parser, (uint32_t)in->cfg->rtmp_max_chunk_size,
-                           (uint32_t)in->cfg->rtmp_max_message_size);
+                           (uint32_t)in->cfg->rtmp_max_message_size,
+                           &in->budget);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&in->mu);
     c->next = in->conns;
     in->conns = c;
     in->nconns++;
-    pthread_t th;
-    int err = pthread_create(&th, &attr, conn_main, c);
+    int err = pthread_create(&c->th, NULL, conn_main, c);
     if (err) {
         in->conns = c->next;
         in->nconns--;
     }
     pthread_mutex_unlock(&in->mu);
-    pthread_attr_destroy(&attr);
     if (err) {
-        PD_LOGE(MOD, "%s refused: cannot start a thread: %s", peer,
-                strerror(err));
+        conn_log(in, PD_LOG_ERROR, "%s refused: cannot start a thread: %s",
+                 peer, strerror(err));
         close(fd);
         free(c);
         return;
@@ -931,6 +1075,7 @@ static void *accept_main(void *arg)
 {
     ingest_t *in = arg;
     while (!atomic_load(&in->stopping)) {
+        reap(in); /* before each accept: unjoined threads stay bounded */
         struct pollfd pfd[2] = {{.fd = in->lfd, .events = POLLIN},
                                 {.fd = in->wake[0], .events = POLLIN}};
         int r = poll(pfd, 2, POLL_SLICE_MS);
@@ -946,7 +1091,26 @@ static void *accept_main(void *arg)
 
 /* ---- public ------------------------------------------------------------ */
 
+size_t ingest_default_budget(const pd_config_t *cfg)
+{
+    size_t per_conn =
+        (size_t)cfg->rtmp_max_message_size + (size_t)RTMP_CONN_EXTRA_BUFFERED;
+    size_t b = BUDGET_FLOOR;
+    if (4 * per_conn > b)
+        b = 4 * per_conn;
+    if (cfg->max_publishers > 0 &&
+        (size_t)cfg->max_publishers * BUDGET_PER_PUBLISHER > b)
+        b = (size_t)cfg->max_publishers * BUDGET_PER_PUBLISHER;
+    return b;
+}
+
 int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
+{
+    return ingest_start_budget(cfg, pkg, ingest_default_budget(cfg), out);
+}
+
+int ingest_start_budget(const pd_config_t *cfg, pkg_t *pkg,
+                        size_t reassembly_budget, ingest_t **out)
 {
     *out = NULL;
     char portstr[16];
@@ -997,6 +1161,8 @@ int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
     in->lfd = fd;
     in->port = port;
     atomic_init(&in->stopping, false);
+    atomic_init(&in->budget.used, 0);
+    in->budget.limit = reassembly_budget;
     if (pipe2(in->wake, O_CLOEXEC) < 0) {
         PD_LOGE(MOD, "pipe: %s", strerror(errno));
         close(fd);
@@ -1004,7 +1170,12 @@ int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
         return PD_EIO;
     }
     pthread_mutex_init(&in->mu, NULL);
-    pthread_cond_init(&in->cv, NULL);
+    pthread_mutex_init(&in->log_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&in->cv, &ca);
+    pthread_condattr_destroy(&ca);
     int err = pthread_create(&in->acceptor, NULL, accept_main, in);
     if (err) {
         PD_LOGE(MOD, "cannot start the accept thread: %s", strerror(err));
@@ -1012,6 +1183,7 @@ int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
         close(in->wake[1]);
         close(fd);
         pthread_mutex_destroy(&in->mu);
+        pthread_mutex_destroy(&in->log_mu);
         pthread_cond_destroy(&in->cv);
         free(in);
         return PD_ERR;
@@ -1041,28 +1213,41 @@ void ingest_stop(ingest_t **inp)
 
     /* Wake every connection thread; each unpublishes, closes and leaves.
      * The wait has a deadline per round; a thread stuck in the packager
-     * is reported, and waited for (its memory is still in use). */
+     * is reported every STOP_WARN_MS of wall time, and waited for (its
+     * memory is still in use). */
     pthread_mutex_lock(&in->mu);
     for (conn_t *c = in->conns; c; c = c->next)
         shutdown(c->fd, SHUT_RDWR);
     int64_t start = pd_mono_us();
-    int rounds = 0;
+    int64_t next_warn_ms = STOP_WARN_MS;
     while (in->nconns > 0) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += 1;
         pthread_cond_timedwait(&in->cv, &in->mu, &ts);
-        if (in->nconns > 0 && ++rounds % 5 == 0)
+        int64_t elapsed_ms = (pd_mono_us() - start) / 1000;
+        if (in->nconns > 0 && elapsed_ms >= next_warn_ms) {
             PD_LOGW(MOD,
                     "stopping: still waiting for %d connection(s) "
                     "after %lld ms",
-                    in->nconns, (long long)((pd_mono_us() - start) / 1000));
+                    in->nconns, (long long)elapsed_ms);
+            next_warn_ms = (elapsed_ms / STOP_WARN_MS + 1) * STOP_WARN_MS;
+        }
     }
     pthread_mutex_unlock(&in->mu);
+    reap(in); /* every connection thread has ended: join them all */
 
+    size_t held = atomic_load(&in->budget.used);
+    if (held)
+        PD_LOGE(MOD, "internal: %zu reassembly bytes unaccounted at stop",
+                held);
+    if (in->log_suppressed)
+        PD_LOGI(MOD, "%d connection log line(s) suppressed before stop",
+                in->log_suppressed);
     close(in->wake[0]);
     close(in->wake[1]);
     pthread_mutex_destroy(&in->mu);
+    pthread_mutex_destroy(&in->log_mu);
     pthread_cond_destroy(&in->cv);
     free(in);
     *inp = NULL;

@@ -7,7 +7,8 @@
  * init segment (ftyp+moov); the bytes after each av_write_frame(ctx, NULL)
  * are one fragment (moof+mdat): a part. frag_discont makes the first
  * fragment's tfdt the first sample's dts (the output timeline continues
- * across sessions). The trailer is never written: the context is freed
+ * across sessions); set again mid-stream (pkg_cmaf_discont) it does the
+ * same for the fragment after a gap in the track. The trailer is never written: the context is freed
  * with its output discarded. FFmpeg errors become PD_ codes here.
  *
  * Invariants: samples arrive with strictly increasing dts and pts >= dts;
@@ -173,6 +174,18 @@ int pkg_cmaf_write(pkg_cmaf_t *c, const uint8_t *data, size_t len,
     if (err < 0)
         return PD_EINVAL;
     c->pending++;
+    return PD_OK;
+}
+
+int pkg_cmaf_discont(pkg_cmaf_t *c)
+{
+    if (!c || c->pending)
+        return PD_EINVAL;
+    /* movenc turns the flag into "next fragment: tfdt = its first dts"
+     * (frag_start = dts - start_dts, start_dts 0 without an edit list)
+     * and clears it again */
+    if (av_opt_set(c->fc->priv_data, "movflags", "+frag_discont", 0) < 0)
+        return PD_EINVAL;
     return PD_OK;
 }
 

@@ -9,6 +9,11 @@
  * rendition reports change) and wakes the waiters whose condition became
  * true. Everything here runs under stream->lock except the waking.
  *
+ * Gap parts (no bytes, GAP=YES) stand for a hole in a track's timeline;
+ * a segment made only of them is a gap segment (EXT-X-GAP, no bytes).
+ * Init sections are kept as long as a retained segment uses one (and the
+ * current one always).
+ *
  * Invariants: MSNs of a rendition increase by one; parts and segments are
  * immutable once published; a part stays retrievable >= 3 x TD after it
  * left the playlist, a segment >= max(3 x TD, its duration + the window)
@@ -21,6 +26,7 @@
 #include "../core/err.h"
 #include "../core/log.h"
 
+#include <libavutil/mathematics.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +34,7 @@
 
 static int64_t ticks_us(const pkg_rend_t *r, int64_t t)
 {
-    return r->timescale > 0 ? t * 1000000 / r->timescale : 0;
+    return r->timescale > 0 ? av_rescale(t, 1000000, r->timescale) : 0;
 }
 
 pkg_seg_t *pkg_idx_find(const pkg_rend_t *r, int64_t msn)
@@ -62,6 +68,7 @@ void pkg_rend_free(pkg_rend_t *r)
     free(r->segs);
     for (int i = 0; i < r->ninits; i++)
         pd_buf_unref(&r->inits[i].buf);
+    free(r->inits);
     pd_buf_unref(&r->pl_full);
     pd_buf_unref(&r->pl_delta);
     pkg_cmaf_close(&r->mux);
@@ -103,15 +110,61 @@ pkg_seg_t *pkg_idx_begin(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
     return g;
 }
 
+static bool init_used(const pkg_rend_t *r, unsigned id)
+{
+    for (int i = 0; i < r->nsegs; i++)
+        if (r->segs[i]->init_id == id)
+            return true;
+    return false;
+}
+
+static void init_remove(pkg_rend_t *r, int i)
+{
+    pd_buf_unref(&r->inits[i].buf);
+    memmove(&r->inits[i], &r->inits[i + 1],
+            (size_t)(r->ninits - i - 1) * sizeof(r->inits[0]));
+    r->ninits--;
+}
+
+/* Drops the inits no retained segment uses, except the current (last)
+ * one. Stream lock held. */
+static void prune_inits(pkg_rend_t *r)
+{
+    for (int i = r->ninits - 2; i >= 0; i--)
+        if (!init_used(r, r->inits[i].id))
+            init_remove(r, i);
+}
+
 void pkg_idx_add_init(pkg_stream_t *s, pkg_rend_t *r, unsigned id,
                       pd_buf_t **init)
 {
     pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < r->ninits; i++)
+        if (r->inits[i].id == id) { /* its segment was dropped empty */
+            init_remove(r, i);
+            break;
+        }
+    prune_inits(r);
     if (r->ninits == PKG_MAX_INITS) {
-        pd_buf_unref(&r->inits[0].buf);
-        memmove(&r->inits[0], &r->inits[1],
-                (PKG_MAX_INITS - 1) * sizeof(r->inits[0]));
-        r->ninits--;
+        /* more inits in use than retained segments can hold: cannot
+         * happen with the retention bound; never grow beyond anyway */
+        PD_LOGW(PKG_MOD, "%s: %s: too many init sections in use; dropping "
+                "the oldest", s->name, r->name);
+        init_remove(r, 0);
+    }
+    if (r->ninits == r->inits_cap) {
+        int ncap = r->inits_cap ? r->inits_cap * 2 : 4;
+        if (ncap > PKG_MAX_INITS)
+            ncap = PKG_MAX_INITS;
+        struct pkg_init_s *n = realloc(r->inits,
+                                       (size_t)ncap * sizeof(*n));
+        if (!n) {
+            pthread_mutex_unlock(&s->lock);
+            pd_buf_unref(init);
+            return;
+        }
+        r->inits = n;
+        r->inits_cap = ncap;
     }
     r->inits[r->ninits].id = id;
     r->inits[r->ninits].buf = *init;
@@ -186,6 +239,7 @@ static void slide_window(pkg_stream_t *s, pkg_rend_t *r)
         memmove(r->segs, r->segs + drop,
                 (size_t)(r->nsegs - drop) * sizeof(r->segs[0]));
         r->nsegs -= drop;
+        prune_inits(r);
     }
     for (int i = 0; i < r->nsegs; i++) {
         pkg_seg_t *g = r->segs[i];
@@ -202,17 +256,22 @@ static int complete_segment(pkg_stream_t *s, pkg_rend_t *r, pkg_seg_t *g)
     size_t total = 0;
     for (int i = 0; i < g->nparts; i++)
         total += g->parts[i].buf ? g->parts[i].buf->len : 0;
-    pd_buf_t *b = pd_buf_new(total);
-    if (!b)
-        return PD_ENOMEM;
-    size_t off = 0;
-    for (int i = 0; i < g->nparts; i++) {
-        if (!g->parts[i].buf)
-            continue;
-        memcpy(b->data + off, g->parts[i].buf->data, g->parts[i].buf->len);
-        off += g->parts[i].buf->len;
+    if (total == 0) {
+        g->gap = true; /* gap parts only: EXT-X-GAP, nothing to serve */
+    } else {
+        pd_buf_t *b = pd_buf_new(total);
+        if (!b)
+            return PD_ENOMEM;
+        size_t off = 0;
+        for (int i = 0; i < g->nparts; i++) {
+            if (!g->parts[i].buf)
+                continue;
+            memcpy(b->data + off, g->parts[i].buf->data,
+                   g->parts[i].buf->len);
+            off += g->parts[i].buf->len;
+        }
+        g->buf = b;
     }
-    g->buf = b;
     g->complete = true;
     r->last_msn = g->msn;
     r->edge_us += ticks_us(r, g->dur);
@@ -238,6 +297,17 @@ static int complete_segment(pkg_stream_t *s, pkg_rend_t *r, pkg_seg_t *g)
 static bool pos_ge(int64_t am, int64_t ap, int64_t bm, int64_t bp)
 {
     return am > bm || (am == bm && ap >= bp);
+}
+
+void pkg_idx_normalise(const pkg_rend_t *r, int64_t *msn, int64_t *part)
+{
+    if (*part < 0 || *msn > r->last_msn)
+        return;
+    const pkg_seg_t *g = pkg_idx_find(r, *msn);
+    if (g && g->complete && *part >= g->nparts) {
+        (*msn)++; /* past the final part: treat as (M+1, 0) */
+        *part = 0;
+    }
 }
 
 bool pkg_idx_playlist_ready(const pkg_rend_t *r, int64_t msn, int64_t part)
@@ -324,8 +394,11 @@ static void render_mv(pkg_stream_t *s)
             mv.fps = snap_fps((double)v->total_frames * v->timescale /
                               (double)v->total_dur);
     }
-    if (a)
+    if (a) {
         mv.audio_codecs = a->codecs;
+        mv.audio_channels = a->aac.channels;
+    }
+    mv.independent = s->all_indep;
     /* peak: max over the listed segments of the lead of (all renditions'
      * bytes for that msn) / duration; average: bytes ever / duration */
     double peak = 0;
@@ -403,6 +476,7 @@ static void render_rend(pkg_stream_t *s, pkg_rend_t *r)
         o->dur = (double)g->dur / r->timescale;
         o->pdt_us = g->pdt_us;
         o->discontinuity = g->discontinuity;
+        o->gap = g->gap;
         o->init_id = g->init_id;
         bool list_parts = !g->complete ||
                           g->msn > r->last_msn - cfg->part_window_segments;
@@ -412,6 +486,7 @@ static void render_rend(pkg_stream_t *s, pkg_rend_t *r)
             for (int j = 0; j < g->nparts; j++) {
                 parts[np].dur = (double)g->parts[j].dur / r->timescale;
                 parts[np].independent = g->parts[j].independent;
+                parts[np].gap = g->parts[j].gap;
                 np++;
             }
         }
@@ -427,6 +502,10 @@ static void render_rend(pkg_stream_t *s, pkg_rend_t *r)
     if (r->cur && !r->cur->complete) {
         m.hint_msn = r->cur->msn;
         m.hint_part = r->cur->nparts;
+        /* the next part is the first with a new init section (I6) */
+        if (r->cur->nparts == 0 && ns > 0 &&
+            segs[ns - 1].init_id != r->cur->init_id)
+            m.hint_map_id = r->cur->init_id;
     } else {
         m.hint_msn = r->last_msn + 1;
         m.hint_part = 0;
@@ -469,7 +548,8 @@ void pkg_idx_render_all(pkg_stream_t *s)
 /* ---- publication ------------------------------------------------------ */
 
 int pkg_idx_publish(pkg_stream_t *s, pkg_rend_t *r, pd_buf_t **part,
-                    int64_t dur, int64_t frames, bool indep, bool complete)
+                    int64_t dur, int64_t frames, bool indep, bool gap,
+                    bool complete)
 {
     int rc = PD_OK;
     pkg_waiter_t *fire = NULL;
@@ -480,7 +560,12 @@ int pkg_idx_publish(pkg_stream_t *s, pkg_rend_t *r, pd_buf_t **part,
         pd_buf_unref(part);
         return PD_EINVAL;
     }
-    if (part && *part) {
+    bool add = part && *part;
+    if (gap && !add && dur > 0)
+        add = true;
+    else
+        gap = false;
+    if (add) {
         if (g->nparts == g->cap) {
             int ncap = g->cap ? g->cap * 2 : 8;
             pkg_part_t *n = realloc(g->parts, (size_t)ncap * sizeof(*n));
@@ -493,14 +578,17 @@ int pkg_idx_publish(pkg_stream_t *s, pkg_rend_t *r, pd_buf_t **part,
             g->cap = ncap;
         }
         pkg_part_t *p = &g->parts[g->nparts];
-        p->buf = *part;
-        *part = NULL;
+        p->buf = gap ? NULL : *part;
+        if (!gap)
+            *part = NULL;
         p->dur = dur;
-        p->independent = indep;
+        p->independent = indep && !gap;
+        p->gap = gap;
+        size_t len = p->buf ? p->buf->len : 0;
         g->dur += dur;
-        g->bytes += (int64_t)p->buf->len;
+        g->bytes += (int64_t)len;
         g->frames += frames;
-        r->total_bytes += (int64_t)p->buf->len;
+        r->total_bytes += (int64_t)len;
         r->pm = g->msn;
         r->pn = g->nparts;
         g->nparts++;

@@ -38,7 +38,10 @@
 #define PKG_MOD "pkg"
 #define PKG_NAME_MAX 256        /* bytes of a stream name incl. NUL */
 #define PKG_MAX_RENDS 4         /* video + audio today */
-#define PKG_MAX_INITS 8         /* init segments kept per rendition */
+#define PKG_MAX_INITS 2048      /* init segments kept per rendition: only
+                                   those no retained segment uses are
+                                   dropped; beyond this (more than the
+                                   retained segments can use) the oldest */
 #define PKG_MAX_EXTRADATA 65536 /* bytes of avcC / ASC accepted */
 #define PKG_MAX_FRAME (32u << 20)   /* bytes of one frame accepted */
 #define PKG_PART_MAX_FRAMES 1024    /* a part never holds more frames */
@@ -48,12 +51,21 @@
 #define PKG_AQ_MAX 512          /* audio frames queued waiting for video */
 #define PKG_AQ_SPAN_MS 3000     /* ... or this much audio: then self-timed */
 #define PKG_BQ_MAX 256          /* video boundaries queued for the audio */
+#define PKG_AQ_BYTES (1u << 20) /* bytes of audio queued, at most */
+#define PKG_AFRAME_MAX 65536    /* bytes of one audio frame accepted */
+#define PKG_JUMP_MS 1000        /* a step beyond the expected dts + this is
+                                   a jump (or a one-track gap) */
+#define PKG_GAP_MAX_MS 30000    /* a one-track gap longer than this
+                                   re-bases the timeline instead */
+#define PKG_PDT_SLEW_US 20000   /* PDT correction per segment, at most */
+#define PKG_TOMBS 1024          /* removed names remembered (last MSN) */
 
 /* ---- playlist rendering input (playlist.c) ---------------------------- */
 
 typedef struct pl_part_s {
     double dur;       /* seconds */
     bool independent; /* first sample is a sync sample */
+    bool gap;         /* no media (GAP=YES) */
 } pl_part_t;
 
 typedef struct pl_seg_s {
@@ -62,7 +74,8 @@ typedef struct pl_seg_s {
     double dur;          /* seconds (complete segments) */
     int64_t pdt_us;      /* wallclock us since the epoch; < 0: none */
     bool discontinuity;  /* EXT-X-DISCONTINUITY before it */
-    unsigned init_id;    /* its init section (0 = init.mp4) */
+    bool gap;            /* no media at all (EXT-X-GAP) */
+    unsigned init_id;    /* its init section, "init-<id>.mp4" (>= 1) */
     const pl_part_t *parts; /* listed parts (NULL / 0: not listed) */
     int nparts;
 } pl_seg_t;
@@ -83,6 +96,8 @@ typedef struct pl_media_s {
     bool ended;            /* EXT-X-ENDLIST, no hint */
     int64_t hint_msn;      /* preload hint (ignored when ended) */
     int64_t hint_part;
+    unsigned hint_map_id;  /* > 0: the hinted part uses this new init
+                              section (EXT-X-PRELOAD-HINT:TYPE=MAP) */
     const pl_report_t *reports;
     int nreports;
 } pl_media_t;
@@ -94,12 +109,16 @@ typedef struct pl_mv_s {
     const char *audio_codecs; /* "mp4a.40.2" */
     int width, height;        /* pixels; 0 = unknown (omitted) */
     double fps;               /* 0 = unknown (omitted) */
+    int audio_channels;       /* CHANNELS of the audio; 0 = unknown */
+    bool independent;         /* every segment so far starts with a sync
+                                 sample: EXT-X-INDEPENDENT-SEGMENTS */
     int64_t bandwidth;        /* peak bits/s incl. audio */
     int64_t avg_bandwidth;    /* average bits/s incl. audio */
 } pl_mv_t;
 
 /* Renders the media playlist (delta = an _HLS_skip=YES delta update; an
- * ended playlist is always full). Returns 0 with a new buffer in *out, or
+ * ended playlist is always full). EXT-X-VERSION is 6 in full playlists
+ * (EXT-X-MAP) and 9 in delta updates (EXT-X-SKIP). Returns 0 with a new buffer in *out, or
  * PD_ENOMEM / PD_EINVAL (no segments). Borrows m. Any thread. */
 int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out);
 
@@ -170,15 +189,22 @@ int pkg_cmaf_write(pkg_cmaf_t *c, const uint8_t *data, size_t len,
  * PD_EINVAL or PD_ENOMEM. */
 int pkg_cmaf_flush(pkg_cmaf_t *c, pd_buf_t **part);
 
+/* Makes the next fragment's tfdt the dts of its first sample (after a gap
+ * in the track's timeline). Call only right after a flush (no sample
+ * pending). Returns 0 or PD_EINVAL. */
+int pkg_cmaf_discont(pkg_cmaf_t *c);
+
 /* Frees the muxer without writing a trailer; *c set to NULL. */
 void pkg_cmaf_close(pkg_cmaf_t **c);
 
 /* ---- index ------------------------------------------------------------ */
 
 typedef struct pkg_part_s {
-    pd_buf_t *buf;     /* moof+mdat; NULL once dropped from memory */
+    pd_buf_t *buf;     /* moof+mdat; NULL once dropped from memory, and
+                          always NULL for a gap part */
     int64_t dur;       /* ticks */
     bool independent;
+    bool gap;          /* no media: the track had a hole here */
 } pkg_part_t;
 
 typedef struct pkg_seg_s {
@@ -190,9 +216,12 @@ typedef struct pkg_seg_s {
     int64_t dur;       /* ticks: sum of the parts */
     int64_t pdt_us;    /* wallclock of its first frame */
     bool discontinuity;
+    bool gap;          /* complete and every part a gap part (no bytes) */
     int64_t disc_seq;  /* its discontinuity sequence number */
-    unsigned init_id;
-    pd_buf_t *buf;     /* the parts concatenated (complete segments) */
+    unsigned init_id;  /* "init-<id>.mp4": the MSN of the first segment
+                          that used that init section */
+    pd_buf_t *buf;     /* the parts concatenated (complete segments; NULL
+                          for a gap segment) */
     int64_t bytes;     /* bytes of media (parts) */
     int64_t frames;    /* samples */
     int64_t removed_edge_us;   /* edge_us when it left the window; -1 */
@@ -215,10 +244,12 @@ struct pkg_waiter_s {
 };
 
 typedef struct pkg_aframe_s { /* a queued audio frame (writer) */
-    uint8_t *data;
+    uint8_t *data;         /* NULL for a gap entry */
     size_t len;
-    int64_t dts;           /* ticks */
-    int64_t arrival_us;
+    int64_t dts;           /* ticks; a gap entry: start of what is left */
+    int64_t gap_end;       /* ticks: a gap entry's end; 0 for a frame */
+    int64_t arrival_us;    /* a gap entry: arrival of the frame after it */
+    bool hole_checked;     /* a hole before it was looked for (once) */
 } pkg_aframe_t;
 
 typedef struct pkg_bound_s {  /* a video part boundary, for the audio */
@@ -242,7 +273,9 @@ typedef struct pkg_rend_s {
 
     /* muxer and cutting state (writer) */
     pkg_cmaf_t *mux;
-    unsigned next_init_id;
+    unsigned cur_init_id;    /* id of the muxer's init; 0 none yet */
+    bool mux_discont;        /* the next real sample follows a gap: its
+                                fragment gets its own tfdt */
     bool have_held;          /* one frame held back (video) */
     uint8_t *held;           /* its bytes (own copy), capacity held_cap */
     size_t held_len, held_cap;
@@ -255,6 +288,14 @@ typedef struct pkg_rend_s {
     int64_t part_start, part_dur, part_frames, part_bytes;
     bool part_indep;
     bool part_open;
+    bool part_gap;           /* the open part is a gap part (no frames) */
+    bool seg_real;           /* cur holds a real sample */
+    bool disc_pending;       /* non-lead: a discontinuity is owed to the
+                                first segment it begins at or after
+                                stream->disc_msn */
+    int64_t offset_ms;       /* publisher dts + offset = output ms; all
+                                tracks start a session with the same one,
+                                each re-bases only on its own jump */
     bool self_timed;         /* audio cutting on its own */
     int64_t next_msn;        /* audio: msn after its last closed segment */
     int64_t last_key_dts;    /* ticks of the last keyframe; -1 */
@@ -262,6 +303,8 @@ typedef struct pkg_rend_s {
     int64_t last_arrival_us; /* wallclock arrival of the last frame */
     pkg_aframe_t aq[PKG_AQ_MAX]; /* audio waiting for video boundaries */
     int aq_head, aq_n;
+    size_t aq_bytes;         /* bytes of the queued frames, bounded by
+                                PKG_AQ_BYTES */
 
     /* index (stream lock) */
     pkg_seg_t **segs;        /* retained segments, oldest first */
@@ -270,8 +313,9 @@ typedef struct pkg_rend_s {
     int64_t last_msn;        /* L: last complete msn; 0 none */
     int64_t pm, pn;          /* last published part (msn, index); -1 */
     int64_t edge_us;         /* us of complete content ever published */
-    struct { unsigned id; pd_buf_t *buf; } inits[PKG_MAX_INITS];
-    int ninits;
+    struct pkg_init_s { unsigned id; pd_buf_t *buf; } *inits; /* oldest
+                                first; the last one is the current one */
+    int ninits, inits_cap;   /* ninits <= PKG_MAX_INITS */
     int64_t total_bytes;     /* over the stream's life */
     int64_t total_dur;       /* ticks, complete segments */
     int64_t total_frames;
@@ -297,6 +341,8 @@ struct pkg_stream_s {
     int nrends;
     int lead;                /* index of the rendition that cuts */
     int td_s;                /* TARGETDURATION, 0 until fixed */
+    bool all_indep;          /* every video segment so far began with a
+                                sync sample (sticky false) */
     pd_buf_t *mv;            /* multivariant (NULL until content) */
     pkg_waiter_t *mv_waiters;
     int64_t disc_msn;        /* msn that carries the last discontinuity */
@@ -312,8 +358,10 @@ struct pkg_stream_s {
     bool decl_changed[2];    /* differs from what the muxer was opened with */
     bool disc_next;          /* next segment starts a discontinuity */
     bool rebase_next;        /* next frame re-bases the timeline */
-    int64_t offset_ms;       /* publisher dts + offset = output ms */
+    int64_t offset_ms;       /* the session's first offset (ms), given to
+                                every track (see pkg_rend_t.offset_ms) */
     bool logged_reject, logged_kf, logged_rebase, logged_track;
+    bool logged_abig, logged_aq, logged_gap;
     int hint_w, hint_h;
     double hint_fps;         /* onMetaData frame rate (informational) */
     pkg_bound_t bq[PKG_BQ_MAX]; /* video boundaries for the audio */
@@ -334,6 +382,13 @@ struct pkg_s {
     atomic_long nwaiters;
     atomic_llong parts_published;
     atomic_llong last_publish_us;
+    /* a new stream's first MSN is max(1, msn_clock_ms() / segment target)
+     * and above the last MSN a removed stream of the same name used
+     * (pkg->lock) */
+    int64_t (*msn_clock_ms)(void); /* wallclock ms; tests may replace it
+                                      before the first publish */
+    struct { uint64_t name_hash; int64_t last_msn; } tombs[PKG_TOMBS];
+    int ntombs, tomb_next;   /* ring: the oldest entry is overwritten */
 };
 
 /* ---- index.c ---------------------------------------------------------- */
@@ -348,12 +403,16 @@ pkg_seg_t *pkg_idx_begin(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
                          unsigned init_id);
 
 /* Publishes one part (consumes *part, may be NULL) into r->cur and, when
- * complete, completes the segment. Re-renders the playlists, collects the
+ * complete, completes the segment. gap: a gap part of dur ticks (no
+ * bytes; *part must be NULL). Re-renders the playlists, collects the
  * waiters that became ready and wakes them after unlocking. Writer. */
 int pkg_idx_publish(pkg_stream_t *s, pkg_rend_t *r, pd_buf_t **part,
-                    int64_t dur, int64_t frames, bool indep, bool complete);
+                    int64_t dur, int64_t frames, bool indep, bool gap,
+                    bool complete);
 
-/* Stores an init segment (consumes *init) under id. Writer. */
+/* Stores an init segment (consumes *init) under id (an existing entry with
+ * that id is replaced) and drops the inits no retained segment uses.
+ * Writer. */
 void pkg_idx_add_init(pkg_stream_t *s, pkg_rend_t *r, unsigned id,
                       pd_buf_t **init);
 
@@ -363,6 +422,11 @@ void pkg_idx_render_all(pkg_stream_t *s);
 /* Is the waiter's condition met (stream lock held)? */
 bool pkg_idx_waiter_ready(const pkg_stream_t *s, const pkg_rend_t *r,
                           const pkg_waiter_t *w);
+
+/* Normalises a blocking request's (M, P): a part index past the last part
+ * of a complete segment M means (M+1, 0). P -1 (msn only) is left alone.
+ * Stream lock held. */
+void pkg_idx_normalise(const pkg_rend_t *r, int64_t *msn, int64_t *part);
 
 /* Readiness of a blocking playlist request (M, P) (P -1: msn only). */
 bool pkg_idx_playlist_ready(const pkg_rend_t *r, int64_t msn, int64_t part);

@@ -10,9 +10,12 @@
  *     its first EXT-X-PART;
  *   - decimal floats with '.' (no locale is ever set), no exponent, at
  *     most 5 decimals;
- *   - an ended playlist has ENDLIST, no PRELOAD-HINT, and is never a delta.
- * VERSION is 9 in media playlists (delta updates are offered) and 6 in
- * the multivariant playlist (nothing there needs more; EXT-X-MAP era).
+ *   - an ended playlist has ENDLIST, no PRELOAD-HINT, and is never a delta;
+ *   - a part with no media has GAP=YES, a segment with none EXT-X-GAP;
+ *   - EXT-X-INDEPENDENT-SEGMENTS only while every segment started with a
+ *     sync sample.
+ * VERSION is the lowest the features need (C6): 6 in full media playlists
+ * (EXT-X-MAP), 9 in delta updates (EXT-X-SKIP), 6 in the multivariant.
  */
 #include "pkg_int.h"
 
@@ -107,10 +110,7 @@ int pl_format_pdt(int64_t wall_us, char *buf, size_t len)
 
 static void init_uri(char *buf, size_t len, unsigned id)
 {
-    if (id == 0)
-        snprintf(buf, len, "init.mp4");
-    else
-        snprintf(buf, len, "init-%u.mp4", id);
+    snprintf(buf, len, "init-%u.mp4", id);
 }
 
 int pl_skip_count(const pl_media_t *m)
@@ -153,7 +153,7 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
     double pt = m->part_target_ms / 1000.0;
     int skip = delta ? pl_skip_count(m) : 0;
 
-    sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:9\n");
+    sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:%d\n", delta ? 9 : 6);
     sb_printf(&b, "#EXT-X-TARGETDURATION:%d\n", m->target_s);
     sb_printf(&b, "#EXT-X-MEDIA-SEQUENCE:%" PRId64 "\n", m->segs[0].msn);
     sb_printf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%" PRId64 "\n",
@@ -192,13 +192,18 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
         for (int j = 0; j < g->nparts; j++) {
             const pl_part_t *p = &g->parts[j];
             sb_printf(&b,
-                      "#EXT-X-PART:DURATION=%.5f,URI=\"%" PRId64 ".%d.m4s\"%s\n",
+                      "#EXT-X-PART:DURATION=%.5f,URI=\"%" PRId64
+                      ".%d.m4s\"%s%s\n",
                       p->dur > 0 ? p->dur : 0, g->msn, j,
-                      p->independent ? ",INDEPENDENT=YES" : "");
+                      p->independent && !p->gap ? ",INDEPENDENT=YES" : "",
+                      p->gap ? ",GAP=YES" : "");
         }
-        if (g->complete)
+        if (g->complete) {
+            if (g->gap)
+                sb_printf(&b, "#EXT-X-GAP\n");
             sb_printf(&b, "#EXTINF:%.5f,\n%" PRId64 ".m4s\n",
                       g->dur > 0 ? g->dur : 0, g->msn);
+        }
     }
     if (m->ended) {
         sb_printf(&b, "#EXT-X-ENDLIST\n");
@@ -207,6 +212,10 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
                   "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%" PRId64
                   ".%" PRId64 ".m4s\"\n",
                   m->hint_msn, m->hint_part);
+        if (m->hint_map_id > 0) {
+            init_uri(uri, sizeof(uri), m->hint_map_id);
+            sb_printf(&b, "#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"%s\"\n", uri);
+        }
         for (int i = 0; i < m->nreports; i++) {
             const pl_report_t *r = &m->reports[i];
             sb_printf(&b,
@@ -222,15 +231,21 @@ int pl_render_multivariant(const pl_mv_t *mv, pd_buf_t **out)
 {
     *out = NULL;
     sb_t b = {0};
-    sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:6\n");
+    if (mv->independent)
+        sb_printf(&b, "#EXT-X-INDEPENDENT-SEGMENTS\n");
     int64_t bw = mv->bandwidth > 0 ? mv->bandwidth : 1;
     int64_t avg = mv->avg_bandwidth > 0 ? mv->avg_bandwidth : bw;
     if (mv->has_video) {
-        if (mv->has_audio)
+        if (mv->has_audio) {
             sb_printf(&b,
                       "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","
                       "NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,"
-                      "AUTOSELECT=YES,URI=\"audio/index.m3u8\"\n");
+                      "AUTOSELECT=YES");
+            if (mv->audio_channels > 0 && mv->audio_channels <= 64)
+                sb_printf(&b, ",CHANNELS=\"%d\"", mv->audio_channels);
+            sb_printf(&b, ",URI=\"audio/index.m3u8\"\n");
+        }
         sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s%s%s\"",
                   bw, avg, mv->video_codecs ? mv->video_codecs : "",

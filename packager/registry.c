@@ -7,6 +7,13 @@
  * (linger_ms) removed. A publish during GRACE continues the same stream;
  * a publish on an ENDED name replaces it.
  *
+ * Object URLs are immutable for a day, so a name published again must
+ * never reuse one: a new stream's first MSN is max(1, wallclock ms /
+ * segment target) and above the last MSN (and the hinted one) of any
+ * earlier stream of that name still remembered: the one it replaces, or
+ * one of the last PKG_TOMBS removed (by name hash; a collision only makes
+ * the numbers larger). Init sections are named by MSN (writer.c).
+ *
  * Waiters: one malloc per registered waiter, on a per-rendition list (the
  * multivariant's on a per-stream list), so a publication scans only its
  * own rendition's waiters. Waking unlinks under the stream lock into a
@@ -161,6 +168,64 @@ static bool name_ok(const char *name)
     return true;
 }
 
+static uint64_t name_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Highest MSN a stream used or advertised (its hint). Stream lock. */
+static int64_t last_used_msn(const pkg_stream_t *s)
+{
+    int64_t m = s->next_msn;
+    for (int i = 0; i < s->nrends; i++) {
+        const pkg_rend_t *r = s->rends[i];
+        if (r->last_msn + 1 > m)
+            m = r->last_msn + 1;
+        if (r->cur && r->cur->msn > m)
+            m = r->cur->msn;
+        if (r->next_msn > m)
+            m = r->next_msn;
+    }
+    return m;
+}
+
+/* Remembers a stream leaving the registry (pkg->lock held). */
+static void tomb_add(pkg_t *pkg, pkg_stream_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int64_t last = last_used_msn(s);
+    pthread_mutex_unlock(&s->lock);
+    pkg->tombs[pkg->tomb_next].name_hash = name_hash(s->name);
+    pkg->tombs[pkg->tomb_next].last_msn = last;
+    pkg->tomb_next = (pkg->tomb_next + 1) % PKG_TOMBS;
+    if (pkg->ntombs < PKG_TOMBS)
+        pkg->ntombs++;
+}
+
+/* First MSN of a new stream named name (pkg->lock held). */
+static int64_t first_msn(pkg_t *pkg, const char *name)
+{
+    int64_t now = pkg->msn_clock_ms ? pkg->msn_clock_ms() : 0;
+    int64_t m = now > 0 ? now / pkg->cfg->segment_target_ms : 0;
+    if (m < 1)
+        m = 1;
+    uint64_t h = name_hash(name);
+    for (int i = 0; i < pkg->ntombs; i++)
+        if (pkg->tombs[i].name_hash == h && pkg->tombs[i].last_msn >= m)
+            m = pkg->tombs[i].last_msn + 1;
+    return m;
+}
+
+static int64_t wall_ms(void)
+{
+    return pd_wall_us() / 1000;
+}
+
 static pkg_stream_t *stream_new(pkg_t *pkg, const char *name)
 {
     pkg_stream_t *s = calloc(1, sizeof(*s));
@@ -174,7 +239,8 @@ static pkg_stream_t *stream_new(pkg_t *pkg, const char *name)
     snprintf(s->name, sizeof(s->name), "%s", name);
     atomic_init(&s->refs, 1);
     s->state = PKG_LIVE;
-    s->next_msn = 1;
+    s->next_msn = first_msn(pkg, name);
+    s->all_indep = true;
     s->rebase_next = true;
     s->disc_msn = -1;
     return s;
@@ -220,6 +286,7 @@ int pkg_publish(pkg_t *pkg, const char *name, const char *peer,
         collect_stream(s, PKG_WAKE_READY, &fire);
         pthread_mutex_unlock(&s->lock);
         remove_locked(pkg, s);
+        tomb_add(pkg, s);
         old = s;
     }
     int limit = pkg->cfg->max_publishers * 4 + 16;
@@ -319,8 +386,10 @@ static void housekeep(pkg_t *pkg)
         }
         pthread_mutex_unlock(&s->lock);
     }
-    for (int i = 0; i < ndead; i++)
+    for (int i = 0; i < ndead; i++) {
         remove_locked(pkg, dead[i]);
+        tomb_add(pkg, dead[i]);
+    }
     pthread_mutex_unlock(&pkg->lock);
     pkg_waiters_fire(pkg, fire);
     for (int i = 0; i < ndead; i++)
@@ -361,6 +430,7 @@ int pkg_create(const pd_config_t *cfg, pkg_t **out)
     if (!pkg)
         return PD_ENOMEM;
     pkg->cfg = cfg;
+    pkg->msn_clock_ms = wall_ms;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -555,17 +625,21 @@ static int lookup_playlist(pkg_t *pkg, pkg_stream_t *s, pkg_rend_t *r,
         answer(ans, body, CT_M3U8);
         return PD_OK;
     }
+    int64_t msn = q->hls_msn;
     int64_t part = q->hls_part < 0 ? -1 : q->hls_part;
-    if (pkg_idx_playlist_ready(r, q->hls_msn, part)) {
+    /* past the last part of a complete segment means (M+1, 0): before
+     * any limit is applied */
+    pkg_idx_normalise(r, &msn, &part);
+    if (pkg_idx_playlist_ready(r, msn, part)) {
         answer(ans, body, CT_M3U8);
         ans->blocked = true;
         return PD_OK;
     }
-    if (too_far(pkg, r, q->hls_msn, part)) {
+    if (too_far(pkg, r, msn, part)) {
         ans->status = PKG_ANS_BAD_REQUEST;
         return PD_OK;
     }
-    return add_waiter(pkg, &r->waiters, PKG_W_PLAYLIST, q->hls_msn, part,
+    return add_waiter(pkg, &r->waiters, PKG_W_PLAYLIST, msn, part,
                       deadline_us, wake, opaque, ans);
 }
 

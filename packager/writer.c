@@ -2,27 +2,56 @@
  * packager/writer.c - the write side: frames in, parts and segments out.
  *
  * Runs only in the ingest thread that owns the publisher handle. Per
- * frame: map the publisher's dts (ms) onto the stream's output timeline
- * (a per-stream offset; a backward step or a forward jump > 1 s re-bases
- * it so output continues where it was), then cut.
+ * frame: map the publisher's dts (ms) onto the output timeline (an
+ * offset per track; every track of a session starts with the same one),
+ * then cut. A track whose frame steps back or jumps ahead by more than
+ * PKG_JUMP_MS is compared with where the other tracks' output is: if
+ * another track agrees (within PKG_JUMP_MS), the publisher's timeline did
+ * not move and the track alone had a gap (kept: the hole becomes GAP
+ * parts, the muxer's next fragment gets its own tfdt) or a step back (the
+ * frame is dropped: output stays monotonic); if none agrees, the
+ * publisher's timeline jumped and the track re-bases its own offset by
+ * the jump so that its output continues where it was. Each track sees
+ * the same jump when its own frames carry it, so the tracks stay in sync
+ * and a re-base of one never looks like a jump to another.
+ *
+ * PROGRAM-DATE-TIME: a session's first segment (and a segment after a
+ * discontinuity) gets the wallclock arrival of its first frame; every
+ * later one gets the previous PDT + its duration, corrected toward its
+ * own first frame's arrival by at most PKG_PDT_SLEW_US, so PDT steps
+ * equal EXTINF within that and follow the ingest clock long-term. Audio
+ * takes the PDT of the video segment with the same MSN.
  *
  * Video leads. One frame is held back because its duration is only known
  * when the next arrives. A part is cut before a frame that would make it
  * longer than PART-TARGET (checked again ahead of time with the previous
  * frame's duration, so a full part is published one frame earlier); a
  * segment is cut at a keyframe once it is >= the segment target minus
- * half a frame, or anyway (at a non-keyframe, logged once) when it would
- * round above TARGETDURATION. Every video part end is queued as a
+ * half a frame, or anyway (at a non-keyframe, logged once, and the
+ * stream loses EXT-X-INDEPENDENT-SEGMENTS) before it would exceed
+ * TARGETDURATION + 0.5 s less 50 ms and one audio frame (so no rendition's
+ * segment rounds above TARGETDURATION). Every video part end is queued as a
  * boundary for the audio, which cuts its parts and segments there: an
  * audio frame belongs to the part in which it starts, a part never
  * exceeds PART-TARGET (the frame is moved to the next part instead).
- * Audio waiting for the video is queued (bounded: PKG_AQ_MAX frames,
- * PKG_AQ_SPAN_MS of audio); beyond that it cuts on its own timing.
- * Audio-only streams always cut on their own timing.
+ * Audio waiting for the video is queued (bounded: PKG_AQ_MAX entries,
+ * PKG_AQ_BYTES, PKG_AQ_SPAN_MS of audio; one frame at most
+ * PKG_AFRAME_MAX bytes); beyond that it cuts on its own timing.
+ * Audio-only streams always cut on their own timing. An audio gap is
+ * queued as one gap entry, placed in frame-sized steps like frames. So
+ * that every video MSN has an audio segment over the same interval, the
+ * audio also gets gap parts where it starts after the video's segment
+ * (a session's start) or ends before the video (a session's end); a
+ * session whose video never started gives the video gap segments for
+ * the audio's MSNs.
+ *
+ * Init sections are named by the MSN of the first segment that used them
+ * ("init-<msn>.mp4"): with the registry's MSN numbering no URL is ever
+ * reused across stream instances.
  *
  * Invariants: output dts strictly increase per rendition; pts >= dts;
  * a segment's first video part starts with a keyframe except after a
- * forced cut; segments of every rendition share MSNs.
+ * forced cut (or a gap); segments of every rendition share MSNs.
  */
 #include "pkg_int.h"
 
@@ -34,6 +63,7 @@
 #include <string.h>
 
 enum { CUT_NONE = 0, CUT_PART, CUT_SEG };
+enum { MAP_OK = 0, MAP_GAP, MAP_DROP };
 
 static int64_t ms2t(const pkg_rend_t *r, int64_t ms)
 {
@@ -125,7 +155,7 @@ void pkg_stream_set_hints(pkg_stream_t *s, int width, int height,
 
 /* ---- tracks ----------------------------------------------------------- */
 
-static pkg_rend_t *rend_new(pkg_media_t m, int index)
+static pkg_rend_t *rend_new(pkg_media_t m, int index, int64_t first_msn)
 {
     pkg_rend_t *r = calloc(1, sizeof(*r));
     if (!r)
@@ -138,6 +168,7 @@ static pkg_rend_t *rend_new(pkg_media_t m, int index)
     r->last_dts = -1;
     r->pm = r->pn = -1;
     r->last_key_dts = -1;
+    r->next_msn = first_msn;
     return r;
 }
 
@@ -151,7 +182,7 @@ static int fix_tracks(pkg_stream_t *s)
         for (int m = 0; m < 2; m++) {
             if (!s->declared[m])
                 continue;
-            nr[n] = rend_new((pkg_media_t)m, n);
+            nr[n] = rend_new((pkg_media_t)m, n, s->next_msn);
             if (!nr[n]) {
                 free(nr[0]);
                 return PD_ENOMEM;
@@ -192,13 +223,44 @@ static int64_t nominal_dur(const pkg_rend_t *r)
     return r->media == PKG_MEDIA_AUDIO ? 1024 : r->timescale / 30;
 }
 
-static int64_t map_dts(pkg_stream_t *s, pkg_rend_t *r, int64_t dts_ms)
+/* Keeps the publisher's ms in a range where every sum and tick
+ * conversion below stays far from overflow. */
+static int64_t clamp_ms(int64_t ms)
 {
-    const int64_t lim = (int64_t)1 << 50; /* keep the arithmetic sane */
-    if (dts_ms > lim)
-        dts_ms = lim;
-    if (dts_ms < -lim)
-        dts_ms = -lim;
+    const int64_t lim = (int64_t)1 << 50;
+    return ms > lim ? lim : (ms < -lim ? -lim : ms);
+}
+
+/* Does output time t (ticks of r) agree with the latest frame of another
+ * track of this session (within PKG_JUMP_MS)? Then a jump or step back
+ * seen on r alone is r's own, not the publisher's timeline moving. */
+static bool others_agree(const pkg_stream_t *s, const pkg_rend_t *r,
+                         int64_t t)
+{
+    int64_t t_ms = av_rescale(t, 1000, r->timescale);
+    for (int i = 0; i < s->nrends; i++) {
+        const pkg_rend_t *o = s->rends[i];
+        if (o == r || !o->active || o->last_dts < 0)
+            continue;
+        int64_t d = t_ms - av_rescale(o->last_dts, 1000, o->timescale);
+        if (d >= -PKG_JUMP_MS && d <= PKG_JUMP_MS)
+            return true;
+    }
+    return false;
+}
+
+/* Maps a frame's publisher dts (ms) onto r's output timeline: *out ticks.
+ * Returns MAP_OK; MAP_GAP when r alone has a hole of more than
+ * PKG_JUMP_MS (up to PKG_GAP_MAX_MS) before the frame: *out stays where
+ * r's offset puts it and *gap_from is where the hole starts (the end r
+ * would have had without it); or MAP_DROP when r alone stepped back (the
+ * frame would overlap r's output, or a non-lead track's first frame lands
+ * before its end). Otherwise a step back or jump re-bases r's offset so
+ * that the frame continues r's output. */
+static int map_dts(pkg_stream_t *s, pkg_rend_t *r, int64_t dts_ms,
+                   int64_t *out, int64_t *gap_from)
+{
+    dts_ms = clamp_ms(dts_ms);
     if (s->rebase_next) {
         int64_t end_ms = 0;
         for (int i = 0; i < s->nrends; i++) {
@@ -207,13 +269,19 @@ static int64_t map_dts(pkg_stream_t *s, pkg_rend_t *r, int64_t dts_ms)
                 end_ms = e;
         }
         s->offset_ms = end_ms - dts_ms;
+        for (int i = 0; i < s->nrends; i++)
+            s->rends[i]->offset_ms = s->offset_ms;
         s->rebase_next = false;
     }
-    int64_t t = ms2t(r, dts_ms + s->offset_ms);
+    int64_t t = ms2t(r, dts_ms + r->offset_ms);
+    bool agree = others_agree(s, r, t);
+    int res = MAP_OK;
     bool rebase = false;
     int64_t want = 0;
     if (r->last_dts < 0) {
         if (t < r->tl_end) {
+            if (agree && !is_lead(s, r))
+                return MAP_DROP; /* comes in line within PKG_JUMP_MS */
             rebase = true;
             want = r->tl_end;
         }
@@ -222,7 +290,14 @@ static int64_t map_dts(pkg_stream_t *s, pkg_rend_t *r, int64_t dts_ms)
                            ? nominal_dur(r)
                            : (r->last_dur > 0 ? r->last_dur : nominal_dur(r));
         int64_t expect = r->last_dts + step;
-        if (t <= r->last_dts || t > expect + r->timescale) {
+        bool back = t <= r->last_dts;
+        bool jump = t > expect + ms2t(r, PKG_JUMP_MS);
+        if (back && agree)
+            return MAP_DROP;
+        if (jump && agree && t - expect <= ms2t(r, PKG_GAP_MAX_MS)) {
+            res = MAP_GAP;
+            *gap_from = expect;
+        } else if (back || jump) {
             rebase = true;
             want = expect;
         } else if (r->media == PKG_MEDIA_AUDIO &&
@@ -235,18 +310,50 @@ static int64_t map_dts(pkg_stream_t *s, pkg_rend_t *r, int64_t dts_ms)
             s->logged_rebase = true;
             PD_LOGI(PKG_MOD, "%s: %s timestamp jump (%lld ms); output "
                     "timeline continues (logged once)", s->name, r->name,
-                    (long long)((t - want) * 1000 / r->timescale));
+                    (long long)av_rescale(t - want, 1000, r->timescale));
         }
-        s->offset_ms = t2ms_up(r, want) - dts_ms;
+        int64_t off = t2ms_up(r, want) - dts_ms;
+        if (r->last_dts < 0 && is_lead(s, r)) {
+            /* the session's start: the lead's first frame fixes where the
+             * session lies, for every track alike */
+            for (int i = 0; i < s->nrends; i++)
+                if (s->rends[i] != r)
+                    s->rends[i]->offset_ms += off - r->offset_ms;
+        }
+        r->offset_ms = off;
         t = want;
     }
-    if (r->last_dts >= 0)
+    if (r->last_dts >= 0 && res != MAP_GAP)
         r->last_dur = t - r->last_dts;
     r->last_dts = t;
-    return t;
+    *out = t;
+    return res;
 }
 
 /* ---- cutting ---------------------------------------------------------- */
+
+static bool part_nonempty(const pkg_rend_t *r)
+{
+    return r->part_open && (r->part_frames > 0 || (r->part_gap &&
+                                                   r->part_dur > 0));
+}
+
+/* Longest a segment of r may get (ticks) before a forced cut. */
+static int64_t seg_max(pkg_stream_t *s, pkg_rend_t *r)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    if (s->td_s <= 0)
+        return ms2t(r, cfg->segment_target_ms * 4 > 10000
+                           ? cfg->segment_target_ms * 4
+                           : 10000);
+    /* TD + 0.5 s is the limit; 50 ms of margin, and room for the audio
+     * segment of the same MSN, which may end one frame later */
+    int64_t max = ms2t(r, (int64_t)s->td_s * 1000 + 500 - 50);
+    pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
+    if (a && a != r && a->active && a->timescale > 0)
+        max -= av_rescale(nominal_dur(a), r->timescale, a->timescale);
+    return max;
+}
 
 static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
                   bool key, bool self_timed)
@@ -265,12 +372,8 @@ static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
                    (s->disc_next && s->decl_changed[PKG_MEDIA_AUDIO])) {
             return CUT_SEG;
         }
-        int64_t max = s->td_s > 0
-                          ? ms2t(r, (int64_t)s->td_s * 1000 + 500)
-                          : ms2t(r, cfg->segment_target_ms * 4 > 10000
-                                        ? cfg->segment_target_ms * 4
-                                        : 10000);
-        if (seg_len + dur >= max || r->cur->nparts >= PKG_SEG_MAX_PARTS - 1) {
+        if (seg_len + dur >= seg_max(s, r) ||
+            r->cur->nparts >= PKG_SEG_MAX_PARTS - 1) {
             if (!s->logged_kf && r->media == PKG_MEDIA_VIDEO) {
                 s->logged_kf = true;
                 double ki = r->last_key_dts >= 0
@@ -285,7 +388,7 @@ static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
             return CUT_SEG;
         }
     }
-    if (r->part_open && r->part_frames > 0 &&
+    if (part_nonempty(r) &&
         (r->part_dur + dur > ms2t(r, cfg->part_target_ms) ||
          r->part_frames >= PKG_PART_MAX_FRAMES ||
          r->part_bytes >= (int64_t)PKG_PART_MAX_BYTES))
@@ -303,25 +406,27 @@ static void do_cut(pkg_stream_t *s, pkg_rend_t *r, int cut)
     int64_t msn = r->cur->msn;
     pd_buf_t *part = NULL;
     bool have = false;
-    if (r->part_open && r->part_frames > 0) {
+    bool gap = r->part_open && r->part_gap && r->part_dur > 0;
+    if (r->part_open && !r->part_gap && r->part_frames > 0) {
         int rc = pkg_cmaf_flush(r->mux, &part);
         if (rc == PD_OK)
             have = true;
         else if (rc != PD_EAGAIN)
             log_reject(s, "the muxer failed to cut a fragment");
     }
-    bool empty = !have && r->cur->nparts == 0; /* dropped, not closed */
-    if (have || cut == CUT_SEG)
+    bool pub = have || gap;
+    bool empty = !pub && r->cur->nparts == 0; /* dropped, not closed */
+    if (pub || cut == CUT_SEG)
         pkg_idx_publish(s, r, have ? &part : NULL, r->part_dur,
-                        r->part_frames, r->part_indep, cut == CUT_SEG);
+                        r->part_frames, r->part_indep, gap, cut == CUT_SEG);
     pd_buf_unref(&part);
-    if (empty && cut == CUT_SEG) {
-        r->part_open = false;
-        r->part_frames = r->part_dur = r->part_bytes = 0;
-        return; /* its msn is reused by the next segment */
-    }
     r->part_open = false;
+    r->part_gap = false;
     r->part_frames = r->part_dur = r->part_bytes = 0;
+    if (cut == CUT_SEG)
+        r->seg_real = false;
+    if (empty && cut == CUT_SEG)
+        return; /* its msn is reused by the next segment */
     if (cut == CUT_SEG) {
         if (is_lead(s, r))
             s->next_msn = msn + 1;
@@ -330,13 +435,13 @@ static void do_cut(pkg_stream_t *s, pkg_rend_t *r, int cut)
     }
     /* the video's part ends are the audio's boundaries */
     if (r->media == PKG_MEDIA_VIDEO && is_lead(s, r) &&
-        (have || cut == CUT_SEG)) {
+        (pub || cut == CUT_SEG)) {
         pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
         if (a && a->active) {
             pkg_bound_t *last =
                 s->bq_n ? &s->bq[(s->bq_head + s->bq_n - 1) % PKG_BQ_MAX]
                         : NULL;
-            if (!have && last && last->msn == msn) {
+            if (!pub && last && last->msn == msn) {
                 last->seg_end = true;
             } else {
                 if (s->bq_n == PKG_BQ_MAX) { /* no audio: forget oldest */
@@ -354,23 +459,70 @@ static void do_cut(pkg_stream_t *s, pkg_rend_t *r, int cut)
     }
 }
 
-/* Opens the muxer if the rendition needs one, begins segment msn. */
-static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
-                         int64_t start, int64_t pdt_us, const uint8_t *au,
-                         size_t au_len, bool key)
+/* The discontinuity of the lead's segment msn is owed to every other
+ * rendition's first segment at or after msn. */
+static void mark_disc(pkg_stream_t *s, int64_t msn)
 {
+    s->disc_msn = msn;
+    for (int i = 0; i < s->nrends; i++)
+        if (i != s->lead)
+            s->rends[i]->disc_pending = true;
+}
+
+/* PROGRAM-DATE-TIME of r's segment msn (see the file comment). */
+static int64_t next_pdt(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
+                        bool disc, int64_t arrival_us)
+{
+    if (!is_lead(s, r)) {
+        const pkg_seg_t *g = pkg_idx_find(s->rends[s->lead], msn);
+        if (g)
+            return g->pdt_us;
+    }
+    const pkg_seg_t *p = r->nsegs ? r->segs[r->nsegs - 1] : NULL;
+    if (disc || !p || !p->complete || p->msn != msn - 1 || p->pdt_us < 0)
+        return arrival_us;
+    int64_t base = p->pdt_us + av_rescale(p->dur, 1000000, r->timescale);
+    int64_t corr = arrival_us - base;
+    if (corr > PKG_PDT_SLEW_US)
+        corr = PKG_PDT_SLEW_US;
+    if (corr < -PKG_PDT_SLEW_US)
+        corr = -PKG_PDT_SLEW_US;
+    return base + corr;
+}
+
+/* Init id of a segment msn: the MSN itself (>= 1), folded into 32 bits
+ * (unique for 2^32 - 1 segments). */
+static unsigned init_id_of(int64_t msn)
+{
+    if (msn >= 1 && msn <= (int64_t)UINT32_MAX)
+        return (unsigned)msn;
+    return (unsigned)((uint64_t)msn % UINT32_MAX) + 1;
+}
+
+/* Opens the muxer if the rendition needs one, begins segment msn. A gap
+ * segment (gap) never opens a muxer nor takes the lead's discontinuity. */
+static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
+                         int64_t start, int64_t arrival_us,
+                         const uint8_t *au, size_t au_len, bool key,
+                         bool gap)
+{
+    bool lead = is_lead(s, r);
     bool disc;
-    if (is_lead(s, r)) {
-        disc = s->disc_next;
+    if (lead) {
+        disc = s->disc_next && !gap;
         if (disc) {
             s->disc_next = false;
-            s->disc_msn = msn;
+            mark_disc(s, msn);
         }
     } else {
-        disc = msn == s->disc_msn;
+        disc = r->disc_pending && msn >= s->disc_msn;
+        if (disc)
+            r->disc_pending = false;
     }
     pkg_media_t m = r->media;
-    bool reinit = !r->mux || (disc && s->decl_changed[m] &&
+    if (gap && !r->mux && m == PKG_MEDIA_VIDEO)
+        return PD_EINVAL; /* a video init needs a frame (picture size) */
+    bool reinit = !r->mux || (!gap && disc && s->decl_changed[m] &&
                               (m != PKG_MEDIA_VIDEO || key));
     if (reinit) {
         if (!s->decl_extra[m])
@@ -415,42 +567,72 @@ static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
             return rc;
         pkg_cmaf_close(&r->mux);
         r->mux = mux;
+        r->mux_discont = false; /* a new muxer starts at the first dts */
         s->decl_changed[m] = false;
-        if (r->next_init_id > 0 && !disc)
+        if (r->cur_init_id != 0 && !disc) {
             disc = true; /* a new init always comes with a discontinuity */
+            if (lead)
+                mark_disc(s, msn);
+            else
+                r->disc_pending = false;
+        }
         pthread_mutex_lock(&s->lock);
         snprintf(r->codecs, sizeof(r->codecs), "%s", cs);
         r->width = w;
         r->height = h;
         r->aac = ai;
         pthread_mutex_unlock(&s->lock);
-        pkg_idx_add_init(s, r, r->next_init_id, &init);
-        r->next_init_id++;
+        r->cur_init_id = init_id_of(msn);
+        pkg_idx_add_init(s, r, r->cur_init_id, &init);
     }
-    unsigned init_id = r->next_init_id ? r->next_init_id - 1 : 0;
-    if (!pkg_idx_begin(s, r, msn, start, pdt_us, disc, init_id))
+    int64_t pdt = next_pdt(s, r, msn, disc, arrival_us);
+    if (!pkg_idx_begin(s, r, msn, start, pdt, disc, r->cur_init_id))
         return PD_ENOMEM;
+    if (reinit && r->nsegs > 1) {
+        /* the hint now names a part with a new init: TYPE=MAP hint */
+        pthread_mutex_lock(&s->lock);
+        pkg_idx_render_all(s);
+        pthread_mutex_unlock(&s->lock);
+    }
     return PD_OK;
 }
 
-/* Writes one sample into the open part of r (opening part and segment as
- * needed; msn for a new segment). */
+/* Writes one sample (or, gap, dur ticks of nothing) into the open part of
+ * r, opening part and segment as needed (msn for a new segment). A part
+ * holds samples or gap only: switching cuts a part. */
 static int put_sample(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
                       const uint8_t *data, size_t len, int64_t dts,
-                      int64_t pts, int64_t dur, bool key, int64_t pdt_us)
+                      int64_t pts, int64_t dur, bool key, int64_t arrival_us,
+                      bool gap)
 {
+    if (r->part_open && r->part_gap != gap && part_nonempty(r))
+        do_cut(s, r, CUT_PART);
     if (!r->cur) {
-        int rc = begin_segment(s, r, msn, dts, pdt_us, data, len, key);
+        int rc = begin_segment(s, r, msn, dts, arrival_us, data, len, key,
+                               gap);
         if (rc) {
-            log_reject(s, "cannot open the mp4 muxer for this track");
+            if (!gap)
+                log_reject(s, "cannot open the mp4 muxer for this track");
             return rc;
         }
     }
     if (!r->part_open) {
         r->part_open = true;
+        r->part_gap = gap;
         r->part_start = dts;
         r->part_dur = r->part_frames = r->part_bytes = 0;
-        r->part_indep = key;
+        r->part_indep = key && !gap;
+    }
+    if (gap) {
+        r->part_dur += dur;
+        r->tl_end = dts + dur;
+        r->mux_discont = true;
+        return PD_OK;
+    }
+    if (r->mux_discont) {
+        r->mux_discont = false;
+        if (pkg_cmaf_discont(r->mux) != PD_OK)
+            log_reject(s, "the muxer cannot start a fragment after a gap");
     }
     int rc = pkg_cmaf_write(r->mux, data, len, dts, pts, dur, key);
     if (rc) {
@@ -463,6 +645,14 @@ static int put_sample(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
     r->tl_end = dts + dur;
     if (key && r->media == PKG_MEDIA_VIDEO)
         r->last_key_dts = dts;
+    if (!r->seg_real) {
+        r->seg_real = true;
+        if (r->media == PKG_MEDIA_VIDEO && !key && s->all_indep) {
+            pthread_mutex_lock(&s->lock);
+            s->all_indep = false; /* no more INDEPENDENT-SEGMENTS */
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
     return PD_OK;
 }
 
@@ -473,7 +663,55 @@ static int place_video(pkg_stream_t *s, pkg_rend_t *r, int64_t dur)
     bool lead = is_lead(s, r);
     do_cut(s, r, decide(s, r, r->held_dts, dur, r->held_key, lead));
     return put_sample(s, r, s->next_msn, r->held, r->held_len, r->held_dts,
-                      r->held_pts, dur, r->held_key, r->held_arrival);
+                      r->held_pts, dur, r->held_key, r->held_arrival, false);
+}
+
+static void log_gap(pkg_stream_t *s, const pkg_rend_t *r, int64_t ticks)
+{
+    if (s->logged_gap)
+        return;
+    s->logged_gap = true;
+    PD_LOGW(PKG_MOD, "%s: no %s for %lld ms while the other track went on; "
+            "the hole is published as GAP parts (logged once)", s->name,
+            r->name, (long long)av_rescale(ticks, 1000, r->timescale));
+}
+
+/* Fills the lead video's hole from its end to until (ticks) with gap
+ * parts: parts of at most PART-TARGET, segments cut on the segment
+ * target's grid, boundaries queued for the audio as for real parts.
+ * arrival_us is the arrival of the frame at until. */
+static void fill_gap_video(pkg_stream_t *s, pkg_rend_t *r, int64_t until,
+                           int64_t arrival_us)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    int64_t pt = ms2t(r, cfg->part_target_ms);
+    int64_t target = ms2t(r, cfg->segment_target_ms);
+    int64_t pos = r->tl_end;
+    log_gap(s, r, until - pos);
+    /* bounded: the hole is at most PKG_GAP_MAX_MS, each step >= 1 ms */
+    for (int guard = 0; pos < until && guard < 2 * PKG_GAP_MAX_MS; guard++) {
+        if (r->cur && pos - r->cur->start >= target)
+            do_cut(s, r, CUT_SEG);
+        else if (r->part_open && r->part_gap && r->part_dur >= pt)
+            do_cut(s, r, CUT_PART);
+        int64_t d = until - pos;
+        int64_t room = pt - (r->part_open && r->part_gap ? r->part_dur : 0);
+        if (d > room)
+            d = room;
+        if (r->cur) {
+            int64_t seg_room = target - (pos - r->cur->start);
+            if (seg_room > 0 && d > seg_room)
+                d = seg_room;
+        }
+        if (d < ms2t(r, 1))
+            d = until - pos < ms2t(r, 1) ? until - pos : ms2t(r, 1);
+        int64_t arr = arrival_us -
+                      av_rescale(until - pos, 1000000, r->timescale);
+        if (put_sample(s, r, s->next_msn, NULL, 0, pos, pos, d, false, arr,
+                       true) != PD_OK)
+            break;
+        pos += d;
+    }
 }
 
 static int hold(pkg_rend_t *r, const pkg_frame_t *f, int64_t dts,
@@ -503,12 +741,23 @@ static int video_frame(pkg_stream_t *s, pkg_rend_t *r, const pkg_frame_t *f)
     r->last_arrival_us = f->arrival_us;
     if (!r->have_held && !r->mux && !f->key)
         return PD_OK; /* a session's video starts at a keyframe */
-    int64_t dts = map_dts(s, r, f->dts_ms);
+    int64_t dts = 0, gap_from = 0;
+    int m = map_dts(s, r, f->dts_ms, &dts, &gap_from);
+    if (m == MAP_DROP)
+        return PD_OK;
     int64_t cts = f->cts_ms > 0 ? ms2t(r, f->cts_ms) : 0;
     int rc = PD_OK;
     if (r->have_held) {
         int64_t dur = dts - r->held_dts;
+        if (m == MAP_GAP) {
+            /* the held frame keeps its usual duration; the rest is gap */
+            dur = gap_from - r->held_dts;
+            if (dur <= 0 || dur > dts - r->held_dts)
+                dur = 1;
+        }
         rc = place_video(s, r, dur);
+        if (m == MAP_GAP && is_lead(s, r))
+            fill_gap_video(s, r, dts, f->arrival_us);
         /* ahead of time: will the new frame start a part or segment? */
         do_cut(s, r, decide(s, r, dts, dur, f->key, is_lead(s, r)));
     }
@@ -520,32 +769,52 @@ static int video_frame(pkg_stream_t *s, pkg_rend_t *r, const pkg_frame_t *f)
 
 static void aq_pop(pkg_rend_t *a)
 {
-    free(a->aq[a->aq_head].data);
-    a->aq[a->aq_head].data = NULL;
+    pkg_aframe_t *af = &a->aq[a->aq_head];
+    a->aq_bytes -= af->len <= a->aq_bytes ? af->len : a->aq_bytes;
+    free(af->data);
+    memset(af, 0, sizeof(*af));
     a->aq_head = (a->aq_head + 1) % PKG_AQ_MAX;
     a->aq_n--;
 }
 
-static int64_t seg_pdt(pkg_stream_t *s, int64_t msn, int64_t fallback)
+/* The head entry has had dur ticks placed (or dropped): a frame is gone,
+ * a gap entry shrinks. */
+static void aq_consume(pkg_rend_t *a, int64_t dur)
 {
-    pkg_rend_t *v = rend_of(s, PKG_MEDIA_VIDEO);
-    const pkg_seg_t *g = v ? pkg_idx_find(v, msn) : NULL;
-    return g ? g->pdt_us : fallback;
+    pkg_aframe_t *af = &a->aq[a->aq_head];
+    if (af->gap_end > 0) {
+        af->dts += dur;
+        if (af->dts < af->gap_end)
+            return;
+    }
+    aq_pop(a);
+}
+
+/* Estimated arrival of the head entry's start (a gap entry carries the
+ * arrival of the frame after it). */
+static int64_t af_arrival(const pkg_rend_t *a, const pkg_aframe_t *af)
+{
+    if (af->gap_end <= 0)
+        return af->arrival_us;
+    return af->arrival_us -
+           av_rescale(af->gap_end - af->dts, 1000000, a->timescale);
 }
 
 static void place_audio(pkg_stream_t *s, pkg_rend_t *a, pkg_aframe_t *af,
                         int64_t dur, int64_t msn)
 {
+    bool gap = af->gap_end > 0;
     if (a->cur && a->cur->msn != msn)
         do_cut(s, a, CUT_SEG); /* missed its boundary: close it */
     do_cut(s, a, decide(s, a, af->dts, dur, true, false));
     put_sample(s, a, msn, af->data, af->len, af->dts, af->dts, dur, true,
-               seg_pdt(s, msn, af->arrival_us));
+               af_arrival(a, af), gap);
 }
 
 static void place_audio_self(pkg_stream_t *s, pkg_rend_t *a,
                              pkg_aframe_t *af, int64_t dur)
 {
+    bool gap = af->gap_end > 0;
     do_cut(s, a, decide(s, a, af->dts, dur, true, true));
     int64_t msn;
     if (is_lead(s, a)) {
@@ -556,29 +825,130 @@ static void place_audio_self(pkg_stream_t *s, pkg_rend_t *a,
             msn = 1;
     }
     put_sample(s, a, msn, af->data, af->len, af->dts, af->dts, dur, true,
-               seg_pdt(s, msn, af->arrival_us));
+               af_arrival(a, af), gap);
+}
+
+/* The first video boundary the audio has not passed (NULL: none). */
+static pkg_bound_t *next_bound(pkg_stream_t *s, const pkg_rend_t *a)
+{
+    int64_t cur_msn = a->cur ? a->cur->msn : a->next_msn;
+    for (int i = 0; i < s->bq_n; i++) {
+        pkg_bound_t *b = &s->bq[(s->bq_head + i) % PKG_BQ_MAX];
+        if (b->msn >= cur_msn)
+            return b;
+    }
+    return NULL;
+}
+
+/* Would the audio, going on at t90, pass the end of a whole video
+ * segment it has no segment for (its MSN skipped)? */
+static bool audio_would_skip(pkg_stream_t *s, const pkg_rend_t *a,
+                             int64_t t90)
+{
+    int64_t have = a->cur ? a->cur->msn : a->last_msn;
+    int64_t cur_msn = a->cur ? a->cur->msn : a->next_msn;
+    for (int i = 0; i < s->bq_n; i++) {
+        const pkg_bound_t *b = &s->bq[(s->bq_head + i) % PKG_BQ_MAX];
+        if (b->msn < cur_msn)
+            continue;
+        if (b->end90 > t90)
+            return false;
+        if (b->seg_end && b->msn > have)
+            return true;
+    }
+    return false;
+}
+
+/* Where the audio's next segment should start (90 kHz): where its own
+ * output ends if it has output this session, else where the video's
+ * segment of the next boundary starts. -1: unknown, or no video boundary
+ * lies beyond it (nothing to follow). */
+static int64_t audio_from90(pkg_stream_t *s, const pkg_rend_t *a)
+{
+    int64_t from = -1;
+    const pkg_bound_t *b = next_bound(s, a);
+    if (!b)
+        return -1;
+    pkg_rend_t *v = rend_of(s, PKG_MEDIA_VIDEO);
+    const pkg_seg_t *vg = b && v ? pkg_idx_find(v, b->msn) : NULL;
+    if (vg)
+        from = vg->start;
+    if (a->mux) {
+        int64_t e = av_rescale(a->tl_end, 90000, a->timescale);
+        if (e > from)
+            from = e;
+    }
+    const pkg_bound_t *last = &s->bq[(s->bq_head + s->bq_n - 1) % PKG_BQ_MAX];
+    return from >= 0 && last->end90 > from ? from : -1;
+}
+
+/* 10 a: the audio starts a segment later than the video's (its first
+ * frames come late, a session's start): the hole before the frame at the
+ * head becomes a gap entry placed first, so every MSN of the video gets
+ * an audio segment covering the same interval. Returns true if one was
+ * inserted (at the head). */
+static bool audio_hole_before(pkg_stream_t *s, pkg_rend_t *a,
+                              const pkg_aframe_t *af, int64_t t90)
+{
+    if (a->cur || af->gap_end > 0 || af->hole_checked ||
+        a->aq_n >= PKG_AQ_MAX)
+        return false;
+    int64_t from = audio_from90(s, a);
+    if (from < 0)
+        return false; /* no video boundary to follow yet: ask again */
+    a->aq[a->aq_head].hole_checked = true; /* at most one gap per frame */
+    int64_t frame90 = av_rescale(nominal_dur(a), 90000, a->timescale);
+    if ((t90 - from <= frame90 && !audio_would_skip(s, a, t90)) ||
+        t90 - from > (int64_t)PKG_GAP_MAX_MS * 90)
+        return false;
+    a->aq_head = (a->aq_head + PKG_AQ_MAX - 1) % PKG_AQ_MAX;
+    a->aq_n++;
+    pkg_aframe_t *g = &a->aq[a->aq_head];
+    memset(g, 0, sizeof(*g));
+    g->dts = av_rescale(from, a->timescale, 90000);
+    g->gap_end = af->dts;
+    g->arrival_us = af->arrival_us;
+    if (g->dts >= g->gap_end) {
+        aq_pop(a);
+        return false;
+    }
+    return true;
 }
 
 static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
 {
     bool lead = is_lead(s, a);
+    /* bounded: every pass consumes a frame or >= 1 tick of a gap entry of
+     * at most PKG_GAP_MAX_MS, in steps of up to one frame */
     while (a->aq_n > 0) {
         pkg_aframe_t *af = &a->aq[a->aq_head];
+        bool gap = af->gap_end > 0;
         int64_t dur;
-        if (a->aq_n >= 2)
+        if (gap) {
+            dur = af->gap_end - af->dts;
+            if (dur > nominal_dur(a))
+                dur = nominal_dur(a);
+            if (dur <= 0) {
+                aq_pop(a);
+                continue;
+            }
+        } else if (a->aq_n >= 2) {
             dur = a->aq[(a->aq_head + 1) % PKG_AQ_MAX].dts - af->dts;
-        else if (final)
+        } else if (final) {
             dur = nominal_dur(a);
-        else
+        } else {
             break;
+        }
         if (dur <= 0)
             dur = 1;
         if (lead) {
             place_audio_self(s, a, af, dur);
-            aq_pop(a);
+            aq_consume(a, dur);
             continue;
         }
         int64_t t90 = av_rescale(af->dts, 90000, a->timescale);
+        if (!a->self_timed && audio_hole_before(s, a, af, t90))
+            continue; /* the gap entry now at the head goes first */
         bool placed = false;
         while (s->bq_n > 0) {
             pkg_bound_t *b = &s->bq[s->bq_head];
@@ -599,8 +969,7 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                 s->bq_n--;
                 continue;
             }
-            if (a->cur && a->cur->msn == b->msn && a->part_open &&
-                a->part_frames > 0 &&
+            if (a->cur && a->cur->msn == b->msn && part_nonempty(a) &&
                 a->part_dur + dur > ms2t(a, s->pkg->cfg->part_target_ms)) {
                 /* the part is full one frame early: that cut stands for
                  * this boundary (no sliver part at the boundary itself);
@@ -635,6 +1004,7 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
             pkg_rend_t *v = rend_of(s, PKG_MEDIA_VIDEO);
             bool video_seen = v && v->mux; /* started this session */
             bool overflow = a->aq_n >= PKG_AQ_MAX ||
+                            a->aq_bytes > PKG_AQ_BYTES ||
                             span > ms2t(a, PKG_AQ_SPAN_MS);
             if (final && video_seen && !a->self_timed) {
                 /* beyond the video's end: dropped */
@@ -644,8 +1014,7 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                            1000000) {
                 /* video frames arrive but decide nothing yet (waiting for
                  * a keyframe, or far behind): the oldest audio goes */
-            } else if (final || a->aq_n >= PKG_AQ_MAX ||
-                       span > ms2t(a, PKG_AQ_SPAN_MS)) {
+            } else if (final || overflow) {
                 if (!a->self_timed && !final) {
                     a->self_timed = true;
                     PD_LOGW(PKG_MOD, "%s: no video for %d ms; audio cuts "
@@ -656,7 +1025,7 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                 break; /* wait for the video to decide */
             }
         }
-        aq_pop(a);
+        aq_consume(a, dur);
     }
     if (s->bq_n > 0 && a->self_timed) {
         /* video is back: follow it again from its next segment */
@@ -666,23 +1035,57 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
     }
 }
 
-static int audio_frame(pkg_stream_t *s, pkg_rend_t *a, const pkg_frame_t *f)
+/* Appends an entry to the audio queue (bounded: never more than
+ * PKG_AQ_MAX entries; the oldest goes first). Consumes data. */
+static void aq_push(pkg_stream_t *s, pkg_rend_t *a, uint8_t *data,
+                    size_t len, int64_t dts, int64_t gap_end,
+                    int64_t arrival_us)
 {
-    int64_t dts = map_dts(s, a, f->dts_ms);
     if (a->aq_n == PKG_AQ_MAX) {
         /* cannot happen with pump's bound, but never grow */
+        if (!s->logged_aq) {
+            s->logged_aq = true;
+            PD_LOGW(PKG_MOD, "%s: audio queue full; dropping the oldest "
+                    "(logged once)", s->name);
+        }
         aq_pop(a);
     }
+    pkg_aframe_t *af = &a->aq[(a->aq_head + a->aq_n) % PKG_AQ_MAX];
+    af->data = data;
+    af->len = len;
+    af->dts = dts;
+    af->gap_end = gap_end;
+    af->arrival_us = arrival_us;
+    af->hole_checked = false;
+    a->aq_bytes += len;
+    a->aq_n++;
+}
+
+static int audio_frame(pkg_stream_t *s, pkg_rend_t *a, const pkg_frame_t *f)
+{
+    if (f->len > PKG_AFRAME_MAX) {
+        if (!s->logged_abig) {
+            s->logged_abig = true;
+            PD_LOGW(PKG_MOD, "%s (peer %s): audio frame of %zu bytes (more "
+                    "than %d); dropping such frames (logged once)", s->name,
+                    s->peer, f->len, PKG_AFRAME_MAX);
+        }
+        return PD_EINVAL;
+    }
+    a->last_arrival_us = f->arrival_us;
+    int64_t dts = 0, gap_from = 0;
+    int m = map_dts(s, a, f->dts_ms, &dts, &gap_from);
+    if (m == MAP_DROP)
+        return PD_OK;
     uint8_t *copy = malloc(f->len);
     if (!copy)
         return PD_ENOMEM;
     memcpy(copy, f->data, f->len);
-    pkg_aframe_t *af = &a->aq[(a->aq_head + a->aq_n) % PKG_AQ_MAX];
-    af->data = copy;
-    af->len = f->len;
-    af->dts = dts;
-    af->arrival_us = f->arrival_us;
-    a->aq_n++;
+    if (m == MAP_GAP) {
+        log_gap(s, a, dts - gap_from);
+        aq_push(s, a, NULL, 0, gap_from, dts, f->arrival_us);
+    }
+    aq_push(s, a, copy, f->len, dts, 0, f->arrival_us);
     pump_audio(s, a, false);
     return PD_OK;
 }
@@ -715,6 +1118,40 @@ int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f)
                                        : audio_frame(s, r, f);
 }
 
+/* 10 a: the video of this session never started (declared, no keyframe
+ * came) but the audio, cutting on its own, made segments: the video gets
+ * a gap segment of the same MSN, duration, PDT and discontinuity for
+ * each, so both playlists number their segments alike. */
+static void mirror_audio_as_video_gaps(pkg_stream_t *s, pkg_rend_t *v,
+                                       pkg_rend_t *a)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    if (v->mux || !v->active || v->cur_init_id == 0 || v->cur)
+        return;
+    int64_t pt = ms2t(v, cfg->part_target_ms);
+    for (int i = 0; i < a->nsegs; i++) {
+        const pkg_seg_t *g = a->segs[i];
+        if (!g->complete || g->msn < s->next_msn || g->msn <= v->last_msn)
+            continue;
+        int64_t left = av_rescale(g->dur, v->timescale, a->timescale);
+        if (left <= 0)
+            continue;
+        if (!pkg_idx_begin(s, v, g->msn, v->tl_end, g->pdt_us,
+                           g->discontinuity, v->cur_init_id))
+            return;
+        if (g->discontinuity)
+            s->disc_next = false; /* carried by this one */
+        for (int k = 0; left > 0 && k < PKG_SEG_MAX_PARTS - 1; k++) {
+            int64_t d = left < pt ? left : pt;
+            pkg_idx_publish(s, v, NULL, d, 0, false, true, false);
+            v->tl_end += d;
+            left -= d;
+        }
+        pkg_idx_publish(s, v, NULL, 0, 0, false, false, true);
+        s->next_msn = g->msn + 1;
+    }
+}
+
 void pkg_writer_finish(pkg_stream_t *s)
 {
     pkg_rend_t *v = rend_of(s, PKG_MEDIA_VIDEO);
@@ -728,8 +1165,29 @@ void pkg_writer_finish(pkg_stream_t *s)
         do_cut(s, v, CUT_SEG);
     if (a) {
         pump_audio(s, a, true);
+        /* 10 a: the video ran past the audio (its last frames never
+         * came): gap up to the video's end, so every MSN has audio */
+        if (a->active && !is_lead(s, a) && !a->self_timed && s->bq_n > 0 &&
+            a->aq_n == 0) {
+            const pkg_bound_t *last =
+                &s->bq[(s->bq_head + s->bq_n - 1) % PKG_BQ_MAX];
+            int64_t from = audio_from90(s, a);
+            int64_t frame90 = av_rescale(nominal_dur(a), 90000,
+                                         a->timescale);
+            if (from >= 0 && (last->end90 - from > frame90 ||
+                              audio_would_skip(s, a, last->end90))) {
+                int64_t d0 = av_rescale(from, a->timescale, 90000);
+                int64_t d1 = av_rescale(last->end90, a->timescale, 90000);
+                if (d1 - d0 <= ms2t(a, PKG_GAP_MAX_MS)) {
+                    aq_push(s, a, NULL, 0, d0, d1, a->last_arrival_us);
+                    pump_audio(s, a, true);
+                }
+            }
+        }
         if (a->cur)
             do_cut(s, a, CUT_SEG);
+        if (v && v != a)
+            mirror_audio_as_video_gaps(s, v, a);
     }
     int64_t last = 0;
     for (int i = 0; i < s->nrends; i++) {
@@ -738,8 +1196,12 @@ void pkg_writer_finish(pkg_stream_t *s)
         while (r->aq_n > 0)
             aq_pop(r);
         r->aq_head = 0;
+        r->aq_bytes = 0;
         r->have_held = false;
         r->part_open = false;
+        r->part_gap = false;
+        r->seg_real = false;
+        r->mux_discont = false;
         r->last_dts = -1;
         r->last_dur = 0;
         r->active = false;
@@ -749,10 +1211,11 @@ void pkg_writer_finish(pkg_stream_t *s)
             last = r->last_msn;
     }
     s->bq_n = s->bq_head = 0;
-    s->next_msn = last + 1;
+    if (s->next_msn < last + 1)
+        s->next_msn = last + 1;
     for (int i = 0; i < s->nrends; i++)
-        if (s->rends[i]->next_msn < last + 1)
-            s->rends[i]->next_msn = last + 1;
+        if (s->rends[i]->next_msn < s->next_msn)
+            s->rends[i]->next_msn = s->next_msn;
     s->tracks_fixed = false;
     s->declared[0] = s->declared[1] = false;
     s->rebase_next = true;

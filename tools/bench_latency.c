@@ -816,9 +816,10 @@ static size_t g_nparts;
 static bool g_fetch_done;        /* no more parts will come */
 static int64_t *g_frame_us;      /* send time of video frame i */
 static atomic_size_t g_nframes;  /* frames sent */
-static int64_t g_timescale = -1; /* video track timescale (init.mp4) */
+static int64_t g_timescale = -1; /* video track timescale (its init) */
 
 static char g_base[256];         /* http://127.0.0.1:P/live/NAME/video/ */
+static char g_map_uri[128];      /* the first EXT-X-MAP URI seen (g_mu) */
 
 /* follower statistics */
 static int g_http_errors, g_early, g_gaps;
@@ -903,6 +904,7 @@ typedef struct {
     size_t nparts;
     bool has_hint;
     int64_t hint_msn, hint_part;
+    char map_uri[128];   /* the last EXT-X-MAP URI ("" none) */
     bool ended;
 } playlist_t;
 
@@ -979,6 +981,7 @@ static void parse_playlist(char *text, playlist_t *pl)
     pl->nparts = 0;
     pl->has_hint = false;
     pl->ended = false;
+    pl->map_uri[0] = '\0';
     char *save = NULL;
     for (char *line = strtok_r(text, "\r\n", &save); line;
          line = strtok_r(NULL, "\r\n", &save)) {
@@ -998,6 +1001,13 @@ static void parse_playlist(char *text, playlist_t *pl)
                 attr_quoted(line + 20, "URI", &v, &vl) &&
                 parse_part_uri(v, vl, &pl->hint_msn, &pl->hint_part))
                 pl->has_hint = true;
+        } else if (strncmp(line, "#EXT-X-MAP:", 11) == 0) {
+            /* init sections are "init-<n>.mp4": take the playlist's */
+            if (attr_quoted(line + 11, "URI", &v, &vl) &&
+                vl < sizeof(pl->map_uri)) {
+                memcpy(pl->map_uri, v, vl);
+                pl->map_uri[vl] = '\0';
+            }
         } else if (strcmp(line, "#EXT-X-ENDLIST") == 0) {
             pl->ended = true;
         }
@@ -1015,6 +1025,8 @@ static bool part_after(int64_t m1, int64_t p1, int64_t m2, int64_t p2)
 static void record_parts(const playlist_t *pl, int64_t t, bool initial)
 {
     pthread_mutex_lock(&g_mu);
+    if (pl->map_uri[0] && !g_map_uri[0])
+        snprintf(g_map_uri, sizeof(g_map_uri), "%s", pl->map_uri);
     for (size_t i = 0; i < pl->nparts; i++) {
         const pl_part_t *pp = &pl->parts[i];
         if (g_nparts > 0) {
@@ -1172,9 +1184,11 @@ static void *fetcher_main(void *arg)
             break;
         }
         int64_t m = g_parts[next].msn, p = g_parts[next].part;
+        char map[sizeof(g_map_uri)];
+        snprintf(map, sizeof(map), "%s", g_map_uri);
         pthread_mutex_unlock(&g_mu);
-        if (!have_init) {
-            snprintf(url, sizeof(url), "%sinit.mp4", g_base);
+        if (!have_init && map[0]) {
+            snprintf(url, sizeof(url), "%s%s", g_base, map);
             if (http_get(h, &b, url) == 200 && b.p) {
                 int s = 0;
                 int64_t tf = -1, ts = -1;

@@ -2,7 +2,8 @@
  * tests/unit/test_amf0.c - ingest's AMF0 encoder and decoder: every type,
  * round trips, a real ffmpeg connect command, and hostile input
  * (truncation at every offset, huge lengths and counts, deep nesting,
- * too many values, stray markers, random bytes).
+ * too many values in one value and across the values of one message,
+ * stray markers, random bytes).
  */
 #include "core/err.h"
 #include "ingest/ingest_int.h"
@@ -30,6 +31,9 @@ static const uint8_t ffmpeg_connect[153] = {
     0x37, 0x2f, 0x6c, 0x69, 0x76, 0x65, 0x00, 0x00, 0x09,
 };
 
+/* A fresh value budget for one call (tests of single values). */
+#define FRESH (&(size_t){AMF0_MSG_VALUES})
+
 static uint32_t rng_state = 12345;
 static uint32_t rng(void)
 {
@@ -44,7 +48,7 @@ static amf0_value_t *decode_all(const uint8_t *buf, size_t len)
 {
     size_t pos = 0;
     amf0_value_t *v = NULL;
-    ck_assert_int_eq(amf0_decode(buf, len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(buf, len, &pos, FRESH, &v), 0);
     ck_assert_uint_eq(pos, len);
     ck_assert_ptr_nonnull(v);
     return v;
@@ -73,12 +77,12 @@ START_TEST(number_and_bool)
     amf0_put_bool(&w, false);
     ck_assert_int_eq(amf0_wr_status(&w), 0);
     size_t pos = 0;
-    ck_assert_int_eq(amf0_decode(b, w.len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(b, w.len, &pos, FRESH, &v), 0);
     ck_assert_int_eq(v->type, AMF0_BOOLEAN);
     ck_assert(v->boolean);
     ck_assert(!amf0_num(v, &d));
     amf0_free(&v);
-    ck_assert_int_eq(amf0_decode(b, w.len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(b, w.len, &pos, FRESH, &v), 0);
     ck_assert(!v->boolean);
     ck_assert_uint_eq(pos, w.len);
     amf0_free(&v);
@@ -158,13 +162,13 @@ START_TEST(null_undefined_date_reference)
     ck_assert_uint_eq(w.len, 1 + 1 + 11);
     size_t pos = 0;
     amf0_value_t *v;
-    ck_assert_int_eq(amf0_decode(b, w.len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(b, w.len, &pos, FRESH, &v), 0);
     ck_assert_int_eq(v->type, AMF0_NULL);
     amf0_free(&v);
-    ck_assert_int_eq(amf0_decode(b, w.len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(b, w.len, &pos, FRESH, &v), 0);
     ck_assert_int_eq(v->type, AMF0_UNDEFINED);
     amf0_free(&v);
-    ck_assert_int_eq(amf0_decode(b, w.len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(b, w.len, &pos, FRESH, &v), 0);
     ck_assert_int_eq(v->type, AMF0_DATE);
     ck_assert(v->num == 1.5e12);
     ck_assert_int_eq(v->tz, -60);
@@ -317,9 +321,9 @@ START_TEST(real_ffmpeg_connect)
 
     size_t pos = 0;
     amf0_value_t *name, *txn, *obj;
-    ck_assert_int_eq(amf0_decode(p, n, &pos, &name), 0);
-    ck_assert_int_eq(amf0_decode(p, n, &pos, &txn), 0);
-    ck_assert_int_eq(amf0_decode(p, n, &pos, &obj), 0);
+    ck_assert_int_eq(amf0_decode(p, n, &pos, FRESH, &name), 0);
+    ck_assert_int_eq(amf0_decode(p, n, &pos, FRESH, &txn), 0);
+    ck_assert_int_eq(amf0_decode(p, n, &pos, FRESH, &obj), 0);
     ck_assert_uint_eq(pos, n);
     ck_assert_str_eq(amf0_str(name, NULL), "connect");
     ck_assert(txn->num == 1);
@@ -342,7 +346,7 @@ START_TEST(truncated_every_offset)
         memcpy(t, b, cut);
         size_t pos = 0;
         amf0_value_t *v = (amf0_value_t *)1;
-        ck_assert_int_eq(amf0_decode(t, cut, &pos, &v), PD_EAGAIN);
+        ck_assert_int_eq(amf0_decode(t, cut, &pos, FRESH, &v), PD_EAGAIN);
         ck_assert_ptr_null(v);
         ck_assert_uint_eq(pos, 0);
         free(t);
@@ -355,21 +359,21 @@ START_TEST(huge_lengths)
     size_t pos = 0;
     amf0_value_t *v;
     static const uint8_t s[] = {0x02, 0xFF, 0xFF, 'a'};
-    ck_assert_int_eq(amf0_decode(s, sizeof(s), &pos, &v), PD_EAGAIN);
+    ck_assert_int_eq(amf0_decode(s, sizeof(s), &pos, FRESH, &v), PD_EAGAIN);
     static const uint8_t ls[] = {0x0C, 0xFF, 0xFF, 0xFF, 0xFF, 'a'};
-    ck_assert_int_eq(amf0_decode(ls, sizeof(ls), &pos, &v), PD_EAGAIN);
+    ck_assert_int_eq(amf0_decode(ls, sizeof(ls), &pos, FRESH, &v), PD_EAGAIN);
     /* a count of 4 billion elements allocates nothing */
     static const uint8_t sa[] = {0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x05};
-    ck_assert_int_eq(amf0_decode(sa, sizeof(sa), &pos, &v), PD_EAGAIN);
+    ck_assert_int_eq(amf0_decode(sa, sizeof(sa), &pos, FRESH, &v), PD_EAGAIN);
     static const uint8_t key[] = {0x03, 0xFF, 0xFF, 'k'};
-    ck_assert_int_eq(amf0_decode(key, sizeof(key), &pos, &v), PD_EAGAIN);
+    ck_assert_int_eq(amf0_decode(key, sizeof(key), &pos, FRESH, &v), PD_EAGAIN);
     static const uint8_t ecma[] = {0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 9};
-    ck_assert_int_eq(amf0_decode(ecma, sizeof(ecma), &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(ecma, sizeof(ecma), &pos, FRESH, &v), 0);
     ck_assert_uint_eq(v->nprops, 0);
     amf0_free(&v);
-    ck_assert_int_eq(amf0_decode(NULL, 0, &pos, &v), PD_EINVAL);
+    ck_assert_int_eq(amf0_decode(NULL, 0, &pos, FRESH, &v), PD_EINVAL);
     pos = 10;
-    ck_assert_int_eq(amf0_decode(s, sizeof(s), &pos, &v), PD_EINVAL);
+    ck_assert_int_eq(amf0_decode(s, sizeof(s), &pos, FRESH, &v), PD_EINVAL);
 }
 END_TEST
 
@@ -395,11 +399,11 @@ START_TEST(nesting_limit)
     size_t pos = 0;
     amf0_value_t *v;
     size_t len = nested_objects(b, sizeof(b), AMF0_MAX_DEPTH + 1);
-    ck_assert_int_eq(amf0_decode(b, len, &pos, &v), 0);
+    ck_assert_int_eq(amf0_decode(b, len, &pos, FRESH, &v), 0);
     amf0_free(&v);
     pos = 0;
     len = nested_objects(b, sizeof(b), AMF0_MAX_DEPTH + 2);
-    ck_assert_int_eq(amf0_decode(b, len, &pos, &v), PD_ELIMIT);
+    ck_assert_int_eq(amf0_decode(b, len, &pos, FRESH, &v), PD_ELIMIT);
     ck_assert_ptr_null(v);
     ck_assert_uint_eq(pos, 0);
 
@@ -413,13 +417,14 @@ START_TEST(nesting_limit)
         deep[i * 5 + 4] = 1;
     }
     deep[5000] = AMF0_NULL;
-    ck_assert_int_eq(amf0_decode(deep, sizeof(deep), &pos, &v), PD_ELIMIT);
+    ck_assert_int_eq(amf0_decode(deep, sizeof(deep), &pos, FRESH, &v),
+                     PD_ELIMIT);
 }
 END_TEST
 
-START_TEST(node_limit)
+/* A strict array of n nulls: 5 + n bytes, n + 1 values. */
+static uint8_t *null_array(size_t n, size_t *len)
 {
-    size_t n = AMF0_MAX_NODES + 10;
     uint8_t *b = malloc(5 + n);
     b[0] = AMF0_STRICT_ARRAY;
     b[1] = (uint8_t)(n >> 24);
@@ -427,11 +432,87 @@ START_TEST(node_limit)
     b[3] = (uint8_t)(n >> 8);
     b[4] = (uint8_t)n;
     memset(b + 5, AMF0_NULL, n);
-    size_t pos = 0;
-    amf0_value_t *v;
-    ck_assert_int_eq(amf0_decode(b, 5 + n, &pos, &v), PD_ELIMIT);
+    *len = 5 + n;
+    return b;
+}
+
+START_TEST(node_limit)
+{
+    /* one value larger than the budget */
+    size_t len;
+    uint8_t *b = null_array(AMF0_MSG_VALUES + 10, &len);
+    size_t pos = 0, budget = AMF0_MSG_VALUES;
+    amf0_value_t *v = (amf0_value_t *)1;
+    ck_assert_int_eq(amf0_decode(b, len, &pos, &budget, &v), PD_ELIMIT);
     ck_assert_ptr_null(v);
+    ck_assert_uint_eq(pos, 0);
+    ck_assert_uint_eq(budget, AMF0_MSG_VALUES); /* unchanged on error */
     free(b);
+    /* exactly the budget: the array and its n elements */
+    b = null_array(99, &len);
+    budget = 100;
+    ck_assert_int_eq(amf0_decode(b, len, &pos, &budget, &v), 0);
+    ck_assert_uint_eq(budget, 0);
+    ck_assert_uint_eq(v->nprops, 99);
+    amf0_free(&v);
+    pos = 0;
+    budget = 99; /* one short */
+    ck_assert_int_eq(amf0_decode(b, len, &pos, &budget, &v), PD_ELIMIT);
+    /* a NULL budget is a caller error */
+    ck_assert_int_eq(amf0_decode(b, len, &pos, NULL, &v), PD_EINVAL);
+    free(b);
+}
+END_TEST
+
+/* The reviewer's message: a string, then 7 strict arrays of 65535 nulls
+ * (458 KB). With one budget for the whole message, decoding stops at the
+ * first array instead of building ~460,000 nodes; and values that each fit
+ * the budget still fail together. */
+START_TEST(budget_shared_across_values)
+{
+    size_t alen;
+    uint8_t *arr = null_array(65535, &alen);
+    size_t len = 4 + 7 * alen;
+    uint8_t *msg = malloc(len);
+    memcpy(msg, "\x02\x00\x01x", 4);
+    for (int i = 0; i < 7; i++)
+        memcpy(msg + 4 + (size_t)i * alen, arr, alen);
+    free(arr);
+    size_t pos = 0, budget = AMF0_MSG_VALUES;
+    amf0_value_t *v[8] = {0};
+    int n = 0, rc = 0;
+    while (n < 8 && pos < len &&
+           (rc = amf0_decode(msg, len, &pos, &budget, &v[n])) == 0)
+        n++;
+    ck_assert_int_eq(rc, PD_ELIMIT);
+    ck_assert_int_eq(n, 1); /* only the string */
+    ck_assert_uint_eq(budget, AMF0_MSG_VALUES - 1);
+    amf0_free(&v[0]);
+    free(msg);
+
+    /* three arrays of 2000 nulls: each fits 4096 alone, not together */
+    arr = null_array(2000, &alen);
+    msg = malloc(3 * alen);
+    for (int i = 0; i < 3; i++)
+        memcpy(msg + (size_t)i * alen, arr, alen);
+    pos = 0;
+    budget = AMF0_MSG_VALUES;
+    n = 0;
+    while (n < 3 &&
+           (rc = amf0_decode(msg, 3 * alen, &pos, &budget, &v[n])) == 0)
+        n++;
+    ck_assert_int_eq(rc, PD_ELIMIT);
+    ck_assert_int_eq(n, 2);
+    ck_assert_uint_eq(budget, AMF0_MSG_VALUES - 2 * 2001);
+    ck_assert_uint_eq(pos, 2 * alen);
+    for (int i = 0; i < n; i++)
+        amf0_free(&v[i]);
+    /* each alone decodes with a fresh budget */
+    pos = 0;
+    ck_assert_int_eq(amf0_decode(msg, alen, &pos, FRESH, &v[0]), 0);
+    amf0_free(&v[0]);
+    free(arr);
+    free(msg);
 }
 END_TEST
 
@@ -440,20 +521,21 @@ START_TEST(bad_markers)
     size_t pos = 0;
     amf0_value_t *v;
     static const uint8_t end[] = {0x09};
-    ck_assert_int_eq(amf0_decode(end, 1, &pos, &v), PD_EPROTO);
+    ck_assert_int_eq(amf0_decode(end, 1, &pos, FRESH, &v), PD_EPROTO);
     static const uint8_t clip[] = {0x04};
-    ck_assert_int_eq(amf0_decode(clip, 1, &pos, &v), PD_EPROTO);
+    ck_assert_int_eq(amf0_decode(clip, 1, &pos, FRESH, &v), PD_EPROTO);
     static const uint8_t amf3[] = {0x11, 0x01};
-    ck_assert_int_eq(amf0_decode(amf3, 2, &pos, &v), PD_EPROTO);
+    ck_assert_int_eq(amf0_decode(amf3, 2, &pos, FRESH, &v), PD_EPROTO);
     static const uint8_t hi[] = {0xFF};
-    ck_assert_int_eq(amf0_decode(hi, 1, &pos, &v), PD_EPROTO);
+    ck_assert_int_eq(amf0_decode(hi, 1, &pos, FRESH, &v), PD_EPROTO);
     /* empty key not followed by the end marker */
     static const uint8_t nokey[] = {0x03, 0, 0, 0x05};
-    ck_assert_int_eq(amf0_decode(nokey, 4, &pos, &v), PD_EPROTO);
+    ck_assert_int_eq(amf0_decode(nokey, 4, &pos, FRESH, &v), PD_EPROTO);
     /* bad marker deep inside: the partial tree is freed (ASan checks) */
     static const uint8_t inner[] = {0x03, 0, 1,    'a', 0x0A, 0,   0,
                                     0,    2, 0x02, 0,   1,    'x', 0x0D};
-    ck_assert_int_eq(amf0_decode(inner, sizeof(inner), &pos, &v), PD_EPROTO);
+    ck_assert_int_eq(amf0_decode(inner, sizeof(inner), &pos, FRESH, &v),
+                     PD_EPROTO);
     ck_assert_uint_eq(pos, 0);
 }
 END_TEST
@@ -490,10 +572,11 @@ START_TEST(random_bytes)
         /* bias towards valid markers so the decoder gets deeper */
         if (len)
             b[0] = (uint8_t)(rng() % 13);
-        size_t pos = 0;
+        size_t pos = 0, budget = AMF0_MSG_VALUES;
         while (pos < len) {
             amf0_value_t *v = NULL;
-            int rc = amf0_decode(b, len, &pos, &v);
+            size_t before = budget;
+            int rc = amf0_decode(b, len, &pos, &budget, &v);
             if (rc) {
                 ck_assert(rc == PD_EAGAIN || rc == PD_EPROTO ||
                           rc == PD_ELIMIT);
@@ -501,6 +584,7 @@ START_TEST(random_bytes)
                 break;
             }
             ck_assert_uint_le(pos, len);
+            ck_assert_uint_lt(budget, before); /* every value costs */
             amf0_free(&v);
         }
     }
@@ -518,7 +602,7 @@ START_TEST(mutated_valid)
             b[rng() % len] = (uint8_t)rng();
         size_t pos = 0;
         amf0_value_t *v = NULL;
-        if (amf0_decode(b, len, &pos, &v) == 0) {
+        if (amf0_decode(b, len, &pos, FRESH, &v) == 0) {
             ck_assert_uint_le(pos, len);
             /* whatever decoded re-encodes within bounds */
             uint8_t out[2048];
@@ -549,6 +633,7 @@ static Suite *suite(void)
     tcase_add_test(t, huge_lengths);
     tcase_add_test(t, nesting_limit);
     tcase_add_test(t, node_limit);
+    tcase_add_test(t, budget_shared_across_values);
     tcase_add_test(t, bad_markers);
     tcase_add_test(t, writer_overflow);
     tcase_add_test(t, random_bytes);

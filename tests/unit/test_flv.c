@@ -152,30 +152,65 @@ END_TEST
 START_TEST(timestamp_unwrap)
 {
     flv_ts_t u = {0};
-    ck_assert_int_eq(flv_ts_unwrap(&u, 1000), 1000);
-    ck_assert_int_eq(flv_ts_unwrap(&u, 1033), 1033);
-    ck_assert_int_eq(flv_ts_unwrap(&u, 1020), 1020); /* small step back */
-    ck_assert_int_eq(flv_ts_unwrap(&u, 0x7FFFFFFF), 0x7FFFFFFFLL);
-    ck_assert_int_eq(flv_ts_unwrap(&u, 0xFFFFFFF0u), 0xFFFFFFF0LL);
-    ck_assert_int_eq(flv_ts_unwrap(&u, 5), 0x100000005LL); /* wrapped */
-    ck_assert_int_eq(flv_ts_unwrap(&u, 0xFFFFFFFEu), 0xFFFFFFFELL); /* back */
-    ck_assert_int_eq(flv_ts_unwrap(&u, 40), 0x100000028LL);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 1000), 1000);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 1033), 1033);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 1020), 1020); /* small step back */
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 0x7FFFFFFF), 0x7FFFFFFFLL);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 0xFFFFFFF0u), 0xFFFFFFF0LL);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 5), 0x100000005LL); /* wrapped */
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 0xFFFFFFFEu),
+                     0xFFFFFFFELL); /* back */
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 40), 0x100000028LL);
     /* 31-bit wraps (ffmpeg's FLV muxer keeps 31 bits) go forward too */
     flv_ts_t f = {0};
-    ck_assert_int_eq(flv_ts_unwrap(&f, 0x7FFFFFF0u), 0x7FFFFFF0LL);
-    ck_assert_int_eq(flv_ts_unwrap(&f, 0x10), 0x80000010LL);
-    ck_assert_int_eq(flv_ts_unwrap(&f, 0x7FFFFFFFu), 0xFFFFFFFFLL);
-    ck_assert_int_eq(flv_ts_unwrap(&f, 0x20), 0x100000020LL);
+    ck_assert_int_eq(flv_ts_unwrap(&f, NULL, 0x7FFFFFF0u), 0x7FFFFFF0LL);
+    ck_assert_int_eq(flv_ts_unwrap(&f, NULL, 0x10), 0x80000010LL);
+    ck_assert_int_eq(flv_ts_unwrap(&f, NULL, 0x7FFFFFFFu), 0xFFFFFFFFLL);
+    ck_assert_int_eq(flv_ts_unwrap(&f, NULL, 0x20), 0x100000020LL);
     /* keeps going over many wraps */
     flv_ts_t w = {0};
     int64_t want = 0;
     uint32_t t = 0;
     for (int i = 0; i < 10000; i++) {
-        ck_assert_int_eq(flv_ts_unwrap(&w, t), want);
+        ck_assert_int_eq(flv_ts_unwrap(&w, NULL, t), want);
         t += 0x10000001u; /* big forward steps, < 2^31 */
         want += 0x10000001LL;
     }
     ck_assert_int_gt(want, 0x100000000LL * 100);
+}
+END_TEST
+
+START_TEST(timestamp_shared_reference)
+{
+    /* audio starts just before the 32-bit wrap, video just after it: one
+     * time line, not 2^32 ms apart */
+    flv_ts_t a = {0}, v = {0};
+    ck_assert_int_eq(flv_ts_unwrap(&a, &v, 0xFFFFFFF0u), 0xFFFFFFF0LL);
+    ck_assert_int_eq(flv_ts_unwrap(&v, &a, 0x10), 0x100000010LL);
+    ck_assert_int_eq(flv_ts_unwrap(&a, &v, 0x05), 0x100000005LL);
+    ck_assert_int_eq(flv_ts_unwrap(&v, &a, 0x30), 0x100000030LL);
+    /* and the other way round: video first after the wrap, audio's first
+     * value just before it stays before it */
+    flv_ts_t a2 = {0}, v2 = {0};
+    ck_assert_int_eq(flv_ts_unwrap(&v2, &a2, 0x10), 0x10);
+    ck_assert_int_eq(flv_ts_unwrap(&a2, &v2, 0xFFFFFFF0u), -0x10);
+    ck_assert_int_eq(flv_ts_unwrap(&a2, &v2, 0x20), 0x20);
+    /* ffmpeg's 31-bit wrap between the tracks' first values */
+    flv_ts_t a3 = {0}, v3 = {0};
+    ck_assert_int_eq(flv_ts_unwrap(&a3, &v3, 0x7FFFFFF0u), 0x7FFFFFF0LL);
+    ck_assert_int_eq(flv_ts_unwrap(&v3, &a3, 0x10), 0x80000010LL);
+    /* each track then goes on against its own history: video's 31-bit
+     * wrap while audio is still before it stays a wrap */
+    flv_ts_t a4 = {0}, v4 = {0};
+    ck_assert_int_eq(flv_ts_unwrap(&v4, &a4, 0x7FFFFF00u), 0x7FFFFF00LL);
+    ck_assert_int_eq(flv_ts_unwrap(&a4, &v4, 0x7FFFFF10u), 0x7FFFFF10LL);
+    ck_assert_int_eq(flv_ts_unwrap(&v4, &a4, 0x00000020u), 0x80000020LL);
+    ck_assert_int_eq(flv_ts_unwrap(&a4, &v4, 0x7FFFFFF0u), 0x7FFFFFF0LL);
+    ck_assert_int_eq(flv_ts_unwrap(&a4, &v4, 0x00000030u), 0x80000030LL);
+    /* close starts stay close, either order */
+    flv_ts_t a5 = {0}, v5 = {0};
+    ck_assert_int_eq(flv_ts_unwrap(&v5, &a5, 1000), 1000);
+    ck_assert_int_eq(flv_ts_unwrap(&a5, &v5, 980), 980);
 }
 END_TEST
 
@@ -212,6 +247,7 @@ static Suite *suite(void)
     tcase_add_test(t, aac);
     tcase_add_test(t, audio_other_codecs);
     tcase_add_test(t, timestamp_unwrap);
+    tcase_add_test(t, timestamp_shared_reference);
     tcase_add_test(t, random_tags);
     suite_add_tcase(s, t);
     return s;

@@ -5,8 +5,15 @@
  * reaches the packager, key stripping, refused applications and names,
  * a taken stream name, max_publishers, garbage closing one connection
  * only, the packager closing a stream, and ingest_stop with live
- * publishers. A small RTMP client is built from ingest's own chunk writer,
- * parser and AMF0 encoder.
+ * publishers. Resource limits: one AMF0 value budget and a size limit per
+ * command, a publish deadline that frees the slots of connections that
+ * never publish, an idle timer that only whole messages restart, the
+ * server-wide reassembly budget, ingest_stop joining every thread (and
+ * warning by elapsed time), rate-limited connection logs, and the small
+ * things (acknowledgements count the handshake, one time line for audio
+ * and video, dot names, refused application names never logged). A small
+ * RTMP client is built from ingest's own chunk writer, parser and AMF0
+ * encoder; some tests read the server's log from a captured stderr.
  */
 #include "core/clock.h"
 #include "core/config.h"
@@ -19,7 +26,9 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +56,40 @@ typedef struct stub_s {
     int nvideo, naudio;
     pkg_frame_t last_video, last_audio; /* data pointers not kept */
     uint8_t last_video_byte;
+    int block_ms;     /* the k-th pkg_stream_write call sleeps k times
+                         this long (outside mu) */
+    int writes_begun; /* pkg_stream_write calls entered */
 } stub_t;
 
 static stub_t stub = {.mu = PTHREAD_MUTEX_INITIALIZER};
 static struct pkg_stream_s handles[16];
+
+/* Thread-exit work in connection threads, as libcrypto's per-thread state
+ * has: pkg_publish (called on the connection thread) sets a thread-local
+ * value whose destructor takes a while, then counts the exit. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static atomic_int threads_exited;
+
+static void slow_thread_exit(void *v)
+{
+    (void)v;
+    usleep(300 * 1000);
+    atomic_fetch_add(&threads_exited, 1);
+}
+
+static void make_exit_key(void)
+{
+    pthread_key_create(&exit_key, slow_thread_exit);
+}
 
 int pkg_publish(pkg_t *pkg, const char *name, const char *peer,
                 pkg_stream_t **out)
 {
     (void)pkg;
     (void)peer;
+    pthread_once(&exit_once, make_exit_key);
+    pthread_setspecific(exit_key, (void *)1);
     pthread_mutex_lock(&stub.mu);
     int rc = 0;
     if (strcmp(name, stub.taken) == 0) {
@@ -99,6 +132,11 @@ void pkg_stream_set_hints(pkg_stream_t *s, int w, int h, double fps)
 int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f)
 {
     (void)s;
+    pthread_mutex_lock(&stub.mu);
+    int block_ms = ++stub.writes_begun * stub.block_ms;
+    pthread_mutex_unlock(&stub.mu);
+    if (block_ms)
+        usleep((useconds_t)block_ms * 1000);
     pthread_mutex_lock(&stub.mu);
     if (f->media == PKG_MEDIA_VIDEO) {
         stub.nvideo++;
@@ -157,18 +195,75 @@ static bool stub_wait(int *field, int want)
 static pd_config_t cfg;
 static ingest_t *srv;
 
-static void start_server(int max_publishers)
+/* budget 0: ingest_start's default. */
+static void start_server_ex(int max_publishers, int handshake_ms, int idle_ms,
+                            int max_msg, size_t budget)
 {
     stub_reset();
     pd_config_defaults(&cfg);
     snprintf(cfg.bind_addr, sizeof(cfg.bind_addr), "127.0.0.1");
     cfg.rtmp_port = 0;
     cfg.max_publishers = max_publishers;
-    cfg.rtmp_handshake_timeout_ms = 5000;
-    cfg.rtmp_idle_timeout_ms = 5000;
+    cfg.rtmp_handshake_timeout_ms = handshake_ms;
+    cfg.rtmp_idle_timeout_ms = idle_ms;
+    if (max_msg)
+        cfg.rtmp_max_message_size = max_msg;
     pd_log_set_level(PD_LOG_WARN);
-    ck_assert_int_eq(ingest_start(&cfg, (pkg_t *)&stub, &srv), 0);
+    if (budget)
+        ck_assert_int_eq(
+            ingest_start_budget(&cfg, (pkg_t *)&stub, budget, &srv), 0);
+    else
+        ck_assert_int_eq(ingest_start(&cfg, (pkg_t *)&stub, &srv), 0);
     ck_assert_int_gt(ingest_port(srv), 0);
+}
+
+static void start_server(int max_publishers)
+{
+    start_server_ex(max_publishers, 5000, 5000, 0, 0);
+}
+
+/* ---- the server's log, captured ---------------------------------------- */
+
+static int saved_stderr = -1;
+static FILE *log_file;
+
+/* From now on the server's log lines go to a temporary file. */
+static void log_capture(int level)
+{
+    fflush(stderr);
+    log_file = tmpfile();
+    ck_assert_ptr_nonnull(log_file);
+    saved_stderr = dup(2);
+    ck_assert_int_ge(saved_stderr, 0);
+    ck_assert_int_ge(dup2(fileno(log_file), 2), 0);
+    pd_log_set_level(level);
+}
+
+/* Ends the capture; returns what was logged (free it). */
+static char *log_captured(void)
+{
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    saved_stderr = -1;
+    long n = ftell(log_file);
+    ck_assert_int_ge(n, 0);
+    char *text = calloc(1, (size_t)n + 1);
+    rewind(log_file);
+    size_t got = fread(text, 1, (size_t)n, log_file);
+    text[got] = 0;
+    fclose(log_file);
+    log_file = NULL;
+    fputs(text, stderr); /* still visible in the test output */
+    return text;
+}
+
+static int count_substr(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
 }
 
 typedef struct cli_s {
@@ -176,6 +271,8 @@ typedef struct cli_s {
     rtmp_chunk_parser_t parser;
     uint8_t rbuf[65536];
     size_t rlen;
+    int nacks;         /* Acknowledgements received */
+    uint32_t last_ack; /* the sequence number of the last one */
 } cli_t;
 
 static int tcp_connect(void)
@@ -224,7 +321,7 @@ static void cli_open(cli_t *c)
 {
     memset(c, 0, sizeof(*c));
     c->fd = tcp_connect();
-    rtmp_chunk_parser_init(&c->parser, 1 << 20, 1 << 20);
+    rtmp_chunk_parser_init(&c->parser, 1 << 20, 1 << 20, NULL);
     uint8_t c0c1[1 + RTMP_HS_SIZE] = {3};
     for (int i = 1; i < (int)sizeof(c0c1); i++)
         c0c1[i] = (uint8_t)(i * 13);
@@ -258,6 +355,117 @@ static void cli_amf(cli_t *c, uint8_t type, uint32_t sid, amf0_wr_t *w)
     cli_msg(c, 3, type, sid, 0, w->buf, w->len);
 }
 
+static bool cli_expect(cli_t *c, const char *needle);
+
+/* Serialises a message of any size (chunk size 128) into a new buffer. */
+static uint8_t *big_chunks(uint32_t csid, uint8_t type, uint32_t sid,
+                           const uint8_t *p, size_t n, size_t *len)
+{
+    size_t cap = n + n / 128 + 64;
+    uint8_t *b = malloc(cap);
+    int r = rtmp_chunk_write(b, cap, csid, type, sid, 0, p, n, 128);
+    ck_assert_int_gt(r, 0);
+    *len = (size_t)r;
+    return b;
+}
+
+/* Sends a message of any size; false if the server closed meanwhile. */
+static bool cli_big(cli_t *c, uint32_t csid, uint8_t type, uint32_t sid,
+                    const uint8_t *p, size_t n)
+{
+    size_t len;
+    uint8_t *b = big_chunks(csid, type, sid, p, n, &len);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t r = send(c->fd, b + off, len - off, MSG_NOSIGNAL);
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    free(b);
+    return off == len;
+}
+
+/* Builds name, txn, null, then `arrays` strict arrays of `count` nulls. */
+static uint8_t *cmd_with_arrays(const char *name, double txn, int arrays,
+                                uint32_t count, size_t *len)
+{
+    size_t cap = 64 + strlen(name) + (size_t)arrays * (5 + count);
+    uint8_t *b = malloc(cap);
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, cap);
+    amf0_put_cstr(&w, name);
+    amf0_put_number(&w, txn);
+    amf0_put_null(&w);
+    for (int i = 0; i < arrays; i++) {
+        amf0_put_strict_array_start(&w, count);
+        for (uint32_t j = 0; j < count; j++)
+            amf0_put_null(&w);
+    }
+    ck_assert_int_eq(amf0_wr_status(&w), 0);
+    *len = w.len;
+    return b;
+}
+
+/* An unknown command the server answers with _result: proves that every
+ * byte sent before it was read and that the connection lives. */
+static bool cli_sync(cli_t *c)
+{
+    uint8_t b[64];
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, sizeof(b));
+    amf0_put_cstr(&w, "ping");
+    amf0_put_number(&w, 9);
+    amf0_put_null(&w);
+    ck_assert_int_eq(amf0_wr_status(&w), 0);
+    size_t len;
+    uint8_t *m = big_chunks(3, RTMP_MSG_COMMAND_AMF0, 0, w.buf, w.len, &len);
+    bool sent = send(c->fd, m, len, MSG_NOSIGNAL) == (ssize_t)len;
+    free(m);
+    return sent && cli_expect(c, "_result");
+}
+
+/* Sends one byte of a never-ending message to every fd in turn, every
+ * 200 ms, until all of them are closed by the server (true) or max_ms
+ * passed (false). Each fd first gets the 12-byte header of a 1000-byte
+ * command. */
+static bool trickle_until_closed(const int *fds, int n, int max_ms)
+{
+    static const uint8_t hdr[12] = {0x03, 0,    0, 0, 0, 0x03,
+                                    0xE8, 0x14, 0, 0, 0, 0};
+    bool closed[16] = {0};
+    ck_assert_int_le(n, 16);
+    for (int i = 0; i < n; i++)
+        send(fds[i], hdr, sizeof(hdr), MSG_NOSIGNAL);
+    int64_t end = pd_mono_us() + (int64_t)max_ms * 1000;
+    int left = n;
+    while (left > 0 && pd_mono_us() < end) {
+        for (int i = 0; i < n; i++)
+            if (!closed[i])
+                send(fds[i], "\x02", 1, MSG_NOSIGNAL);
+        int64_t slice = pd_mono_us() + 200 * 1000;
+        while (left > 0 && pd_mono_us() < slice) {
+            struct pollfd pf[16];
+            for (int i = 0; i < n; i++)
+                pf[i] = (struct pollfd){.fd = closed[i] ? -1 : fds[i],
+                                        .events = POLLIN};
+            if (poll(pf, (nfds_t)n, 50) <= 0)
+                continue;
+            for (int i = 0; i < n; i++) {
+                if (closed[i] || !pf[i].revents)
+                    continue;
+                uint8_t b[4096];
+                ssize_t r = recv(fds[i], b, sizeof(b), MSG_DONTWAIT);
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                    closed[i] = true;
+                    left--;
+                }
+            }
+        }
+    }
+    return left == 0;
+}
+
 /* Reads messages until a command whose AMF0 text contains `needle`
  * arrives. Returns false if the connection closed or timed out first. */
 static bool cli_expect(cli_t *c, const char *needle)
@@ -268,6 +476,12 @@ static bool cli_expect(cli_t *c, const char *needle)
         int rc = rtmp_chunk_parse(&c->parser, c->rbuf, c->rlen, &used, &m);
         ck_assert_int_ge(rc, 0);
         if (rc == 1) {
+            if (m.type == RTMP_MSG_ACK && m.len >= 4) {
+                c->nacks++;
+                c->last_ack = ((uint32_t)m.payload[0] << 24) |
+                              ((uint32_t)m.payload[1] << 16) |
+                              ((uint32_t)m.payload[2] << 8) | m.payload[3];
+            }
             bool hit = m.type == RTMP_MSG_COMMAND_AMF0 &&
                        memmem(m.payload, m.len, needle, strlen(needle));
             memmove(c->rbuf, c->rbuf + used, c->rlen - used);
@@ -418,14 +632,27 @@ END_TEST
 START_TEST(wrong_app_rejected)
 {
     start_server(8);
+    log_capture(PD_LOG_INFO);
     cli_t c;
     cli_open(&c);
     cli_connect(&c, "vod");
     ck_assert(cli_expect(&c, "NetConnection.Connect.Rejected"));
     ck_assert(closed_by_server(c.fd));
     cli_close(&c);
+    /* a key in the application path is never logged: only its length */
+    cli_open(&c);
+    cli_connect(&c, "k3yS3cr3t/live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Rejected"));
+    ck_assert(closed_by_server(c.fd));
+    cli_close(&c);
     ck_assert_int_eq(stub_get(&stub.npublished), 0);
-    ingest_stop(&srv);
+    ingest_stop(&srv); /* every close line is written by now */
+    char *log = log_captured();
+    ck_assert_ptr_null(strstr(log, "k3yS3cr3t"));
+    ck_assert_ptr_null(strstr(log, "vod"));
+    ck_assert_ptr_nonnull(strstr(log, "(14 bytes)"));
+    ck_assert_ptr_nonnull(strstr(log, "(3 bytes)"));
+    free(log);
 }
 END_TEST
 
@@ -435,6 +662,9 @@ START_TEST(bad_names_rejected)
                                 "a/b",
                                 "x y",
                                 "..",
+                                "...",
+                                ".x",
+                                ".hidden?key=1",
                                 "?key=only",
                                 "0123456789012345678901234567890123456789"
                                 "01234567890123456789012345"};
@@ -575,6 +805,325 @@ START_TEST(stop_with_live_publishers)
 }
 END_TEST
 
+START_TEST(amf_message_limits)
+{
+    start_server(8);
+    cli_t c;
+    cli_publish_ok(&c, "amf");
+    /* an unknown command is answered, the connection stays */
+    ck_assert(cli_sync(&c));
+    /* data messages over the limits are ignored, the connection stays:
+     * metadata with 6000 values (about 6 KB), then 70 KB of it */
+    size_t len;
+    uint8_t *m = cmd_with_arrays("onMetaData", 0, 2, 3000, &len);
+    ck_assert(cli_big(&c, 4, RTMP_MSG_DATA_AMF0, 1, m, len));
+    free(m);
+    ck_assert(cli_sync(&c));
+    m = cmd_with_arrays("onMetaData", 0, 1, 70000, &len);
+    ck_assert(cli_big(&c, 4, RTMP_MSG_DATA_AMF0, 1, m, len));
+    free(m);
+    ck_assert(cli_sync(&c));
+    ck_assert_int_eq(stub_get(&stub.unpublished), 0);
+    /* a command whose values together pass the budget (two arrays of
+     * 3000, each fine alone) closes: no _result for it */
+    m = cmd_with_arrays("probe", 5, 2, 3000, &len);
+    ck_assert_uint_lt(len, 64 * 1024);
+    cli_big(&c, 3, RTMP_MSG_COMMAND_AMF0, 0, m, len);
+    free(m);
+    ck_assert(!cli_expect(&c, "_result"));
+    ck_assert(stub_wait(&stub.unpublished, 1));
+    cli_close(&c);
+
+    /* a command of 70 KB (a long string: few values) is refused for
+     * its size alone */
+    cli_open(&c);
+    cli_connect(&c, "live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+    uint8_t *big = malloc(70100);
+    amf0_wr_t w;
+    amf0_wr_init(&w, big, 70100);
+    amf0_put_cstr(&w, "probe");
+    amf0_put_number(&w, 7);
+    amf0_put_null(&w);
+    char *text = malloc(70000);
+    memset(text, 'a', 70000);
+    amf0_put_string(&w, text, 70000);
+    free(text);
+    ck_assert_int_eq(amf0_wr_status(&w), 0);
+    cli_big(&c, 3, RTMP_MSG_COMMAND_AMF0, 0, big, w.len);
+    free(big);
+    ck_assert(!cli_expect(&c, "_result"));
+    cli_close(&c);
+
+    /* the reviewer's message: a string, 7 strict arrays of 65535 nulls
+     * (458 KB): refused before any decoding */
+    cli_open(&c);
+    cli_connect(&c, "live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+    m = cmd_with_arrays("probe", 6, 7, 65535, &len);
+    ck_assert_uint_gt(len, 450000);
+    cli_big(&c, 3, RTMP_MSG_COMMAND_AMF0, 0, m, len);
+    free(m);
+    ck_assert(!cli_expect(&c, "_result"));
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(unpublished_connections_lose_their_slot)
+{
+    /* max_publishers 2, held by two connections that connect but never
+     * publish, trickling a byte every 200 ms; idle timeout 30 s. The
+     * publish deadline (handshake timeout, 1 s, after the handshake)
+     * closes them and a real publisher gets in. */
+    start_server_ex(2, 1000, 30000, 0, 0);
+    cli_t a, b;
+    cli_open(&a);
+    cli_connect(&a, "live");
+    ck_assert(cli_expect(&a, "NetConnection.Connect.Success"));
+    cli_open(&b);
+    int fds[2] = {a.fd, b.fd};
+    ck_assert(trickle_until_closed(fds, 2, 10000));
+    cli_close(&a);
+    cli_close(&b);
+    cli_t p;
+    cli_publish_ok(&p, "real");
+    cli_close(&p);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(deadline_again_after_unpublish)
+{
+    start_server_ex(8, 1000, 30000, 0, 0);
+    cli_t c;
+    cli_publish_ok(&c, "brief");
+    uint8_t b[64];
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, sizeof(b));
+    amf0_put_cstr(&w, "deleteStream");
+    amf0_put_number(&w, 4);
+    amf0_put_null(&w);
+    amf0_put_number(&w, 1);
+    cli_amf(&c, RTMP_MSG_COMMAND_AMF0, 0, &w);
+    ck_assert(stub_wait(&stub.unpublished, 1));
+    ck_assert(trickle_until_closed(&c.fd, 1, 10000));
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(idle_timer_needs_whole_messages)
+{
+    /* a publisher whose message takes longer than the idle timeout (1 s)
+     * to arrive is closed, however steadily its bytes trickle in */
+    start_server_ex(8, 5000, 1000, 0, 0);
+    cli_t c;
+    cli_publish_ok(&c, "slow");
+    ck_assert(trickle_until_closed(&c.fd, 1, 10000));
+    ck_assert(stub_wait(&stub.unpublished, 1));
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(server_wide_reassembly_budget)
+{
+    /* messages up to 1 MiB, 2.5 MiB of reassembly for the whole server:
+     * two connections part-way through a 1 MiB message fit, a third
+     * does not and is closed; the others go on */
+    enum { MSG = 1024 * 1024 };
+    start_server_ex(8, 5000, 5000, MSG, MSG * 5 / 2);
+    uint8_t *pl = calloc(1, MSG);
+    pl[0] = 0x27; /* inter frame, AVC NALU */
+    pl[1] = 1;
+    size_t len;
+    uint8_t *wire = big_chunks(6, RTMP_MSG_VIDEO, 1, pl, MSG, &len);
+    size_t cut = 12 + 128 + 6999 * 129; /* 7000 chunks: ~896 KB, then a
+                                           chunk boundary */
+    cli_t c[3];
+    const char *names[3] = {"b1", "b2", "b3"};
+    for (int i = 0; i < 3; i++) {
+        cli_publish_ok(&c[i], names[i]);
+        ck_assert_int_eq(send(c[i].fd, wire, cut, MSG_NOSIGNAL), (ssize_t)cut);
+    }
+    ck_assert(cli_sync(&c[0]));
+    ck_assert(cli_sync(&c[1]));
+    ck_assert(!cli_sync(&c[2])); /* over the server-wide budget: closed */
+    /* the first completes its frame, which reaches the packager */
+    ck_assert_int_eq(send(c[0].fd, wire + cut, len - cut, MSG_NOSIGNAL),
+                     (ssize_t)(len - cut));
+    ck_assert(stub_wait(&stub.nvideo, 1));
+    ck_assert(cli_sync(&c[0]));
+    ck_assert(cli_sync(&c[1]));
+    for (int i = 0; i < 3; i++)
+        cli_close(&c[i]);
+    free(wire);
+    free(pl);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(stop_joins_every_thread)
+{
+    /* connection threads have thread-exit work (as libcrypto's state);
+     * ingest_stop returns only after it is done */
+    atomic_store(&threads_exited, 0);
+    start_server(8);
+    cli_t a, b;
+    cli_publish_ok(&a, "j1");
+    cli_publish_ok(&b, "j2");
+    ingest_stop(&srv);
+    int exited = atomic_load(&threads_exited);
+    ck_assert_int_eq(exited, 2);
+    cli_close(&a);
+    cli_close(&b);
+    /* finished threads are joined as the server goes on, too */
+    atomic_store(&threads_exited, 0);
+    start_server(8);
+    for (int i = 0; i < 5; i++) {
+        cli_t c;
+        cli_publish_ok(&c, "again");
+        cli_close(&c);
+        ck_assert(stub_wait(&stub.unpublished, i + 1));
+    }
+    ingest_stop(&srv);
+    exited = atomic_load(&threads_exited);
+    ck_assert_int_eq(exited, 5);
+}
+END_TEST
+
+START_TEST(stop_warns_by_elapsed_time)
+{
+    /* six publishers stay in the packager at stop, ending one by one
+     * 0.4, 0.8, ... 2.4 s later (six wakeups of ingest_stop): no "still
+     * waiting" warning before 5 s have passed */
+    start_server(16);
+    cli_t p[6];
+    static const char *names[6] = {"s1", "s2", "s3", "s4", "s5", "s6"};
+    for (int i = 0; i < 6; i++)
+        cli_publish_ok(&p[i], names[i]);
+    pthread_mutex_lock(&stub.mu);
+    stub.block_ms = 400;
+    pthread_mutex_unlock(&stub.mu);
+    static const uint8_t aac[] = {0xAF, 0x01, 0x21};
+    for (int i = 0; i < 6; i++)
+        cli_msg(&p[i], 4, RTMP_MSG_AUDIO, 1, 5, aac, sizeof(aac));
+    ck_assert(stub_wait(&stub.writes_begun, 6));
+    log_capture(PD_LOG_WARN);
+    ingest_stop(&srv);
+    char *log = log_captured();
+    int warnings = count_substr(log, "still waiting");
+    ck_assert_int_eq(warnings, 0);
+    free(log);
+    for (int i = 0; i < 6; i++)
+        cli_close(&p[i]);
+
+    /* one stuck for 6 s: one warning, after 5 s */
+    start_server(16);
+    cli_publish_ok(&p[0], "stuck");
+    pthread_mutex_lock(&stub.mu);
+    stub.block_ms = 6000;
+    pthread_mutex_unlock(&stub.mu);
+    cli_msg(&p[0], 4, RTMP_MSG_AUDIO, 1, 5, aac, sizeof(aac));
+    ck_assert(stub_wait(&stub.writes_begun, 1));
+    log_capture(PD_LOG_WARN);
+    int64_t t0 = pd_mono_us();
+    ingest_stop(&srv);
+    int64_t took_ms = (pd_mono_us() - t0) / 1000;
+    log = log_captured();
+    ck_assert_int_ge(took_ms, 5000);
+    warnings = count_substr(log, "still waiting");
+    ck_assert_int_eq(warnings, 1);
+    ck_assert_ptr_nonnull(
+        strstr(log, "still waiting for 1 connection(s) after 5"));
+    free(log);
+    cli_close(&p[0]);
+}
+END_TEST
+
+START_TEST(connection_logs_rate_limited)
+{
+    /* a connect loop (200 connections closing at once) cannot flood the
+     * log: at most 20 lines a second, and a count of the rest */
+    start_server(64);
+    log_capture(PD_LOG_INFO);
+    int64_t t0 = pd_mono_us();
+    for (int i = 0; i < 200; i++)
+        close(tcp_connect());
+    ingest_stop(&srv);
+    int64_t secs = (pd_mono_us() - t0) / 1000000;
+    char *log = log_captured();
+    int lines = count_substr(log, " closed: ") +
+                count_substr(log, " disconnected") +
+                count_substr(log, " refused: ");
+    ck_assert_int_gt(lines, 0);
+    ck_assert_int_le(lines, 20 * (secs + 2));
+    ck_assert_ptr_nonnull(strstr(log, "suppressed"));
+    free(log);
+}
+END_TEST
+
+START_TEST(truncated_amf_logged_as_truncated)
+{
+    start_server(8);
+    log_capture(PD_LOG_INFO);
+    cli_t c;
+    cli_open(&c);
+    /* a string that announces 10 bytes and carries 3 */
+    static const uint8_t cut[] = {0x02, 0x00, 0x0A, 'c', 'o', 'n'};
+    cli_msg(&c, 3, RTMP_MSG_COMMAND_AMF0, 0, 0, cut, sizeof(cut));
+    ck_assert(closed_by_server(c.fd));
+    cli_close(&c);
+    ingest_stop(&srv);
+    char *log = log_captured();
+    ck_assert_ptr_nonnull(strstr(log, "(truncated)"));
+    free(log);
+}
+END_TEST
+
+START_TEST(acks_count_the_handshake)
+{
+    start_server(8);
+    cli_t c;
+    cli_open(&c);                        /* 3073 bytes: C0, C1, C2 */
+    uint8_t win[4] = {0, 0, 0x03, 0xE8}; /* acknowledge every 1000 bytes */
+    cli_msg(&c, 2, RTMP_MSG_WINDOW_ACK_SIZE, 0, 0, win, 4);
+    /* the window takes effect once parsed; the next bytes received
+     * (these syncs, 29 bytes each) trigger an acknowledgement */
+    for (int i = 0; i < 3 && c.nacks == 0; i++)
+        ck_assert(cli_sync(&c));
+    ck_assert_int_eq(c.nacks, 1);
+    /* it counts everything sent: the handshake, the 16 bytes of the
+     * window message, one to three syncs */
+    ck_assert_uint_gt(c.last_ack, 3073 + 16);
+    ck_assert_uint_le(c.last_ack, 3073 + 16 + 3 * 29);
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(audio_video_one_time_line)
+{
+    /* audio starts just before the 32-bit wrap, video just after */
+    start_server(8);
+    cli_t c;
+    cli_publish_ok(&c, "wrap");
+    static const uint8_t aac[] = {0xAF, 0x01, 0x21};
+    cli_msg(&c, 4, RTMP_MSG_AUDIO, 1, 0xFFFFFFF0u, aac, sizeof(aac));
+    ck_assert(stub_wait(&stub.naudio, 1));
+    static const uint8_t nal[] = {0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65};
+    cli_msg(&c, 6, RTMP_MSG_VIDEO, 1, 0x10, nal, sizeof(nal));
+    ck_assert(stub_wait(&stub.nvideo, 1));
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.last_audio.dts_ms, 0xFFFFFFF0LL);
+    ck_assert_int_eq(stub.last_video.dts_ms, 0x100000010LL);
+    pthread_mutex_unlock(&stub.mu);
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ingest_server");
@@ -589,6 +1138,17 @@ static Suite *suite(void)
     tcase_add_test(t, garbage_closes_only_its_connection);
     tcase_add_test(t, packager_closed_disconnects);
     tcase_add_test(t, stop_with_live_publishers);
+    tcase_add_test(t, amf_message_limits);
+    tcase_add_test(t, unpublished_connections_lose_their_slot);
+    tcase_add_test(t, deadline_again_after_unpublish);
+    tcase_add_test(t, idle_timer_needs_whole_messages);
+    tcase_add_test(t, server_wide_reassembly_budget);
+    tcase_add_test(t, stop_joins_every_thread);
+    tcase_add_test(t, stop_warns_by_elapsed_time);
+    tcase_add_test(t, connection_logs_rate_limited);
+    tcase_add_test(t, truncated_amf_logged_as_truncated);
+    tcase_add_test(t, acks_count_the_handshake);
+    tcase_add_test(t, audio_video_one_time_line);
     suite_add_tcase(s, t);
     return s;
 }

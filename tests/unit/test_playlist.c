@@ -48,8 +48,8 @@ static void expect_lines(const char *text, const char *const *lines)
 }
 
 static const pl_part_t parts6[6] = {
-    {0.334, true}, {0.333, false}, {0.333, false},
-    {0.334, false}, {0.333, false}, {0.333, false},
+    {0.334, true, false},  {0.333, false, false}, {0.333, false, false},
+    {0.334, false, false}, {0.333, false, false}, {0.333, false, false},
 };
 
 /* segments 10..12 complete (2 s), 13 in progress with 2 parts */
@@ -61,10 +61,12 @@ static void fill_basic(pl_seg_t *segs, pl_media_t *m, pl_report_t *rep)
         segs[i].complete = true;
         segs[i].dur = 2.0;
         segs[i].pdt_us = PDT0 + i * 2000000LL;
+        segs[i].init_id = 10;
     }
     segs[2].parts = parts6;
     segs[2].nparts = 6;
     segs[3].msn = 13;
+    segs[3].init_id = 10;
     segs[3].pdt_us = PDT0 + 6000000LL;
     segs[3].parts = parts6;
     segs[3].nparts = 2;
@@ -92,14 +94,14 @@ START_TEST(media_full_order)
     char *t = render(&m, false);
     static const char *const want[] = {
         "#EXTM3U",
-        "#EXT-X-VERSION:9",
+        "#EXT-X-VERSION:6", /* C6: MAP needs 6, nothing here needs more */
         "#EXT-X-TARGETDURATION:2",
         "#EXT-X-MEDIA-SEQUENCE:10",
         "#EXT-X-DISCONTINUITY-SEQUENCE:0",
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12,"
         "PART-HOLD-BACK=1.002,HOLD-BACK=6",
         "#EXT-X-PART-INF:PART-TARGET=0.334",
-        "#EXT-X-MAP:URI=\"init.mp4\"",
+        "#EXT-X-MAP:URI=\"init-10.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T05:43:54.123Z",
         "#EXTINF:2.00000,",
         "10.m4s",
@@ -137,13 +139,13 @@ START_TEST(media_discontinuity_new_map)
     segs[0].discontinuity = true; /* first listed one carries the tag */
     m.disc_seq = 4;
     segs[2].discontinuity = true;
-    segs[2].init_id = 1;
-    segs[3].init_id = 1;
+    segs[2].init_id = 12;
+    segs[3].init_id = 12;
     m.nreports = 0;
     char *t = render(&m, false);
     static const char *const want[] = {
         "#EXTM3U",
-        "#EXT-X-VERSION:9",
+        "#EXT-X-VERSION:6",
         "#EXT-X-TARGETDURATION:2",
         "#EXT-X-MEDIA-SEQUENCE:10",
         "#EXT-X-DISCONTINUITY-SEQUENCE:4",
@@ -151,7 +153,7 @@ START_TEST(media_discontinuity_new_map)
         "PART-HOLD-BACK=1.002,HOLD-BACK=6",
         "#EXT-X-PART-INF:PART-TARGET=0.334",
         "#EXT-X-DISCONTINUITY",
-        "#EXT-X-MAP:URI=\"init.mp4\"",
+        "#EXT-X-MAP:URI=\"init-10.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T05:43:54.123Z",
         "#EXTINF:2.00000,",
         "10.m4s",
@@ -160,7 +162,7 @@ START_TEST(media_discontinuity_new_map)
         "11.m4s",
         /* tags of segment 12 precede its first PART */
         "#EXT-X-DISCONTINUITY",
-        "#EXT-X-MAP:URI=\"init-1.mp4\"",
+        "#EXT-X-MAP:URI=\"init-12.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T05:43:58.123Z",
         "#EXT-X-PART:DURATION=0.33400,URI=\"12.0.m4s\",INDEPENDENT=YES",
         "#EXT-X-PART:DURATION=0.33300,URI=\"12.1.m4s\"",
@@ -190,14 +192,14 @@ static void fill_long(pl_seg_t *segs, pl_media_t *m)
         segs[i].complete = true;
         segs[i].dur = 2.0;
         segs[i].pdt_us = PDT0 + i * 2000000LL;
-        segs[i].init_id = i >= 5 ? 1 : 0;
+        segs[i].init_id = i >= 5 ? 6 : 1;
         segs[i].discontinuity = i == 5;
     }
     segs[9].parts = parts6;
     segs[9].nparts = 6;
     segs[10].msn = 11;
     segs[10].pdt_us = PDT0 + 20000000LL;
-    segs[10].init_id = 1;
+    segs[10].init_id = 6;
     memset(m, 0, sizeof(*m));
     m->target_s = 2;
     m->part_target_ms = 334;
@@ -225,7 +227,7 @@ START_TEST(media_delta_skip)
         "PART-HOLD-BACK=1.002,HOLD-BACK=6",
         "#EXT-X-PART-INF:PART-TARGET=0.334",
         "#EXT-X-SKIP:SKIPPED-SEGMENTS=3",
-        "#EXT-X-MAP:URI=\"init.mp4\"",
+        "#EXT-X-MAP:URI=\"init-1.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T05:44:00.123Z",
         "#EXTINF:2.00000,",
         "4.m4s",
@@ -233,7 +235,7 @@ START_TEST(media_delta_skip)
         "#EXTINF:2.00000,",
         "5.m4s",
         "#EXT-X-DISCONTINUITY",
-        "#EXT-X-MAP:URI=\"init-1.mp4\"",
+        "#EXT-X-MAP:URI=\"init-6.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T05:44:04.123Z",
         "#EXTINF:2.00000,",
         "6.m4s",
@@ -273,7 +275,9 @@ START_TEST(media_delta_nothing_to_skip)
     char *t = render(&m, true);
     ck_assert_ptr_nonnull(strstr(t, "#EXT-X-PART-INF:PART-TARGET=0.334\n"
                                     "#EXT-X-SKIP:SKIPPED-SEGMENTS=0\n"
-                                    "#EXT-X-MAP:URI=\"init.mp4\"\n"));
+                                    "#EXT-X-MAP:URI=\"init-10.mp4\"\n"));
+    /* a delta update has EXT-X-SKIP: VERSION 9 (K2) */
+    ck_assert_ptr_nonnull(strstr(t, "#EXTM3U\n#EXT-X-VERSION:9\n"));
     free(t);
 }
 END_TEST
@@ -306,7 +310,7 @@ END_TEST
 
 START_TEST(media_number_formats)
 {
-    pl_part_t p[2] = {{0.0000001, true}, {0.19999999, false}};
+    pl_part_t p[2] = {{0.0000001, true, false}, {0.19999999, false, false}};
     pl_seg_t seg = {.msn = 1, .complete = true, .dur = 0.2, .pdt_us = -1,
                     .parts = p, .nparts = 2};
     pl_media_t m = {.target_s = 1, .part_target_ms = 200, .segs = &seg,
@@ -367,14 +371,15 @@ START_TEST(multivariant_av)
     pl_mv_t mv = {.has_video = true, .has_audio = true,
                   .video_codecs = "avc1.64001f", .audio_codecs = "mp4a.40.2",
                   .width = 1280, .height = 720, .fps = 29.97,
-                  .bandwidth = 2500000, .avg_bandwidth = 2000000};
+                  .bandwidth = 2500000, .avg_bandwidth = 2000000,
+                  .audio_channels = 2, .independent = true};
     char *t = render_mv(&mv);
     static const char *const want[] = {
         "#EXTM3U",
         "#EXT-X-VERSION:6",
         "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\","
-        "LANGUAGE=\"und\",DEFAULT=YES,AUTOSELECT=YES,"
+        "LANGUAGE=\"und\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\","
         "URI=\"audio/index.m3u8\"",
         "#EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,"
         "CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,"
@@ -391,7 +396,8 @@ START_TEST(multivariant_video_only)
 {
     pl_mv_t mv = {.has_video = true, .video_codecs = "avc1.42c01e",
                   .width = 320, .height = 240, .fps = 25,
-                  .bandwidth = 300000, .avg_bandwidth = 250000};
+                  .bandwidth = 300000, .avg_bandwidth = 250000,
+                  .independent = true};
     char *t = render_mv(&mv);
     static const char *const want[] = {
         "#EXTM3U",
@@ -410,7 +416,8 @@ END_TEST
 START_TEST(multivariant_audio_only)
 {
     pl_mv_t mv = {.has_audio = true, .audio_codecs = "mp4a.40.2",
-                  .bandwidth = 130000, .avg_bandwidth = 128000};
+                  .bandwidth = 130000, .avg_bandwidth = 128000,
+                  .independent = true};
     char *t = render_mv(&mv);
     static const char *const want[] = {
         "#EXTM3U",
@@ -422,6 +429,90 @@ START_TEST(multivariant_audio_only)
         NULL,
     };
     expect_lines(t, want);
+    free(t);
+}
+END_TEST
+
+START_TEST(media_gap_parts_and_segments)
+{
+    /* 10 real, 11 a gap segment, 12 real after a gap, 13 in progress */
+    static const pl_part_t gp[3] = {{0.334, false, true},
+                                    {0.334, false, true},
+                                    {0.332, false, true}};
+    static const pl_part_t mixed[3] = {{0.334, false, true},
+                                       {0.333, true, false},
+                                       {0.333, false, false}};
+    pl_seg_t segs[4];
+    pl_media_t m;
+    pl_report_t rep[1];
+    fill_basic(segs, &m, rep);
+    segs[1].gap = true;
+    segs[1].dur = 1.0;
+    segs[1].parts = gp;
+    segs[1].nparts = 3;
+    segs[2].dur = 1.0;
+    segs[2].parts = mixed;
+    segs[2].nparts = 3;
+    m.nreports = 0;
+    char *t = render(&m, false);
+    ck_assert_ptr_nonnull(strstr(t,
+        "#EXT-X-PART:DURATION=0.33400,URI=\"11.0.m4s\",GAP=YES\n"
+        "#EXT-X-PART:DURATION=0.33400,URI=\"11.1.m4s\",GAP=YES\n"
+        "#EXT-X-PART:DURATION=0.33200,URI=\"11.2.m4s\",GAP=YES\n"
+        "#EXT-X-GAP\n#EXTINF:1.00000,\n11.m4s\n"));
+    ck_assert_ptr_nonnull(strstr(t,
+        "#EXT-X-PART:DURATION=0.33400,URI=\"12.0.m4s\",GAP=YES\n"
+        "#EXT-X-PART:DURATION=0.33300,URI=\"12.1.m4s\",INDEPENDENT=YES\n"
+        "#EXT-X-PART:DURATION=0.33300,URI=\"12.2.m4s\"\n"
+        "#EXTINF:1.00000,\n12.m4s\n"));
+    /* only the gap segment carries EXT-X-GAP */
+    const char *g = strstr(t, "#EXT-X-GAP");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_ptr_null(strstr(g + 1, "#EXT-X-GAP"));
+    free(t);
+}
+END_TEST
+
+START_TEST(media_preload_hint_map)
+{
+    pl_seg_t segs[4];
+    pl_media_t m;
+    pl_report_t rep[1];
+    fill_basic(segs, &m, rep);
+    m.nsegs = 3; /* segment 13 begun with a new init, nothing published */
+    m.hint_msn = 13;
+    m.hint_part = 0;
+    m.hint_map_id = 13;
+    m.nreports = 0;
+    char *t = render(&m, false);
+    size_t n = strlen(t);
+    const char *tail = "12.m4s\n"
+                       "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"13.0.m4s\"\n"
+                       "#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"init-13.mp4\"\n";
+    ck_assert_uint_ge(n, strlen(tail));
+    ck_assert_str_eq(t + n - strlen(tail), tail);
+    free(t);
+    m.hint_map_id = 0;
+    t = render(&m, false);
+    ck_assert_ptr_null(strstr(t, "TYPE=MAP"));
+    free(t);
+}
+END_TEST
+
+START_TEST(multivariant_not_independent)
+{
+    /* a segment began at a non-keyframe: no EXT-X-INDEPENDENT-SEGMENTS */
+    pl_mv_t mv = {.has_video = true, .has_audio = true,
+                  .video_codecs = "avc1.42c01e", .audio_codecs = "mp4a.40.2",
+                  .bandwidth = 300000, .avg_bandwidth = 250000,
+                  .audio_channels = 1, .independent = false};
+    char *t = render_mv(&mv);
+    ck_assert_ptr_null(strstr(t, "INDEPENDENT-SEGMENTS"));
+    ck_assert_ptr_nonnull(strstr(t, "AUTOSELECT=YES,CHANNELS=\"1\",URI="));
+    free(t);
+    mv.audio_channels = 0; /* unknown: omitted */
+    t = render_mv(&mv);
+    ck_assert_ptr_null(strstr(t, "CHANNELS"));
     free(t);
 }
 END_TEST
@@ -438,11 +529,14 @@ static Suite *suite(void)
     tcase_add_test(tc, media_number_formats);
     tcase_add_test(tc, media_invalid_input);
     tcase_add_test(tc, pdt_format);
+    tcase_add_test(tc, media_gap_parts_and_segments);
+    tcase_add_test(tc, media_preload_hint_map);
     suite_add_tcase(s, tc);
     TCase *mv = tcase_create("multivariant");
     tcase_add_test(mv, multivariant_av);
     tcase_add_test(mv, multivariant_video_only);
     tcase_add_test(mv, multivariant_audio_only);
+    tcase_add_test(mv, multivariant_not_independent);
     suite_add_tcase(s, mv);
     return s;
 }

@@ -4,8 +4,8 @@
  * headers, extended timestamps (also on type 3 continuations), wrapping
  * timestamps, Set Chunk Size and Abort, interleaved chunk streams, a real
  * ffmpeg capture, and hostile input (every split and truncation offset,
- * oversized messages, too many chunk streams, buffer exhaustion, random
- * bytes).
+ * oversized messages, too many chunk streams, buffer exhaustion per
+ * connection and across connections sharing one budget, random bytes).
  */
 #include "core/err.h"
 #include "ingest/ingest_int.h"
@@ -130,7 +130,7 @@ static void feed(rtmp_chunk_parser_t *p, const uint8_t *buf, size_t len,
 static void parse_all(const uint8_t *buf, size_t len, size_t step, run_t *r)
 {
     rtmp_chunk_parser_t p;
-    rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG);
+    rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG, NULL);
     feed(&p, buf, len, step, r);
     rtmp_chunk_parser_free(&p);
 }
@@ -329,8 +329,8 @@ START_TEST(extended_delta_and_wrap)
 
     /* unwrapping to 64 bits across the wrap */
     flv_ts_t u = {0};
-    ck_assert_int_eq(flv_ts_unwrap(&u, r.m[0].ts), 0xFFFFFFF0LL);
-    ck_assert_int_eq(flv_ts_unwrap(&u, 0x10), 0x100000010LL);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, r.m[0].ts), 0xFFFFFFF0LL);
+    ck_assert_int_eq(flv_ts_unwrap(&u, NULL, 0x10), 0x100000010LL);
 }
 END_TEST
 
@@ -344,7 +344,7 @@ START_TEST(set_chunk_size)
     ck_assert_uint_eq(n, 16 + 12 + 9000 + 2);
     for (size_t step = 1; step < n; step = step * 3 + 1) {
         rtmp_chunk_parser_t p;
-        rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG);
+        rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG, NULL);
         run_t r = {0};
         feed(&p, b, n, step, &r);
         ck_assert_int_eq(r.rc, 0);
@@ -504,7 +504,7 @@ START_TEST(split_at_every_offset)
     for (size_t cut = 1; cut < n; cut++) {
         /* two reads: [0, cut) then the rest */
         rtmp_chunk_parser_t p;
-        rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG);
+        rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG, NULL);
         run_t r = {0};
         feed(&p, b, n, cut, &r);
         ck_assert_int_eq(r.rc, 0);
@@ -610,7 +610,7 @@ START_TEST(buffer_budget)
     /* 64 chunk streams each holding part of a 1 MiB message: the
      * reassembly budget runs out before memory does */
     rtmp_chunk_parser_t p;
-    rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG);
+    rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG, NULL);
     uint8_t scs[4] = {0, 1, 0, 0}; /* 65536 */
     uint8_t *chunk = calloc(1, MAX_CHUNK + 32);
     size_t n = put_msg(chunk, MAX_CHUNK + 32, 2, RTMP_MSG_SET_CHUNK_SIZE, 0, 0,
@@ -642,6 +642,112 @@ START_TEST(buffer_budget)
     ck_assert_uint_eq(p.buffered, 0);
     free(chunk);
     run_free(&r);
+}
+END_TEST
+
+/* A video message of msg_len bytes on csid, serialised with chunk size
+ * 128: a 12-byte type 0 chunk header, then 1-byte type 3 headers. */
+static uint8_t *big_msg(uint32_t csid, uint32_t msg_len, size_t *len)
+{
+    uint8_t *pl = malloc(msg_len);
+    fill(pl, msg_len, (uint8_t)csid);
+    size_t cap = msg_len + msg_len / 128 + 64;
+    uint8_t *out = malloc(cap);
+    *len = put_msg(out, cap, csid, RTMP_MSG_VIDEO, 1, 0, pl, msg_len, 128);
+    free(pl);
+    return out;
+}
+
+/* Byte offset of the end of the first `chunks` chunks of big_msg (a chunk
+ * boundary, so another chunk stream may follow). */
+static size_t after_chunks(size_t chunks)
+{
+    return 12 + 128 + (chunks - 1) * 129;
+}
+
+/* Parses buf[0..len) to the end; returns the last status (1 message,
+ * 0 need more, < 0 error). */
+static int parse_span(rtmp_chunk_parser_t *p, const uint8_t *buf, size_t len)
+{
+    size_t pos = 0;
+    int rc = 0;
+    while (pos < len) {
+        size_t used;
+        rtmp_msg_t m;
+        rc = rtmp_chunk_parse(p, buf + pos, len - pos, &used, &m);
+        pos += used;
+        if (rc < 0 || (rc == 0 && used == 0))
+            break;
+    }
+    return rc;
+}
+
+START_TEST(conn_budget_one_max_message)
+{
+    /* A connection may have one maximal message in progress plus a
+     * little, not two (it used to be 2 x max + 4 MiB) */
+    rtmp_chunk_parser_t p;
+    rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG, NULL);
+    size_t alen, blen;
+    uint8_t *a = big_msg(6, MAX_MSG, &alen);
+    uint8_t *b = big_msg(7, MAX_MSG, &blen);
+    size_t cut = after_chunks(7000); /* ~896 KB of each */
+    ck_assert_int_eq(parse_span(&p, a, cut), 0);
+    ck_assert_uint_eq(p.buffered, MAX_MSG);
+    ck_assert_int_eq(parse_span(&p, b, cut), PD_ELIMIT);
+    ck_assert_str_eq(p.error, "reassembly buffers over their limit");
+    ck_assert_uint_le(p.buffered, p.max_buffered);
+    rtmp_chunk_parser_free(&p);
+    ck_assert_uint_eq(p.buffered, 0);
+
+    /* one after the other is fine: a finished big buffer is released */
+    rtmp_chunk_parser_init(&p, MAX_CHUNK, MAX_MSG, NULL);
+    ck_assert_int_eq(parse_span(&p, a, alen), 1);
+    ck_assert_int_eq(parse_span(&p, b, blen), 1);
+    ck_assert_uint_le(p.buffered, MAX_MSG);
+    rtmp_chunk_parser_free(&p);
+    free(a);
+    free(b);
+}
+END_TEST
+
+static size_t used(rtmp_budget_t *b)
+{
+    return atomic_load(&b->used);
+}
+
+START_TEST(shared_budget_across_parsers)
+{
+    /* two connections sharing a server-wide budget of 1.5 MiB: the second
+     * one to grow past it fails, the first goes on; every byte comes
+     * back when the parsers are freed */
+    rtmp_budget_t bud;
+    atomic_init(&bud.used, 0);
+    bud.limit = MAX_MSG + MAX_MSG / 2;
+    rtmp_chunk_parser_t p1, p2;
+    rtmp_chunk_parser_init(&p1, MAX_CHUNK, MAX_MSG, &bud);
+    rtmp_chunk_parser_init(&p2, MAX_CHUNK, MAX_MSG, &bud);
+    size_t len;
+    uint8_t *a = big_msg(6, MAX_MSG, &len);
+    size_t cut = after_chunks(7000);
+    ck_assert_int_eq(parse_span(&p1, a, cut), 0);
+    ck_assert_uint_eq(used(&bud), p1.buffered);
+    ck_assert_int_eq(parse_span(&p2, a, cut), PD_ELIMIT);
+    ck_assert_str_eq(p2.error, "reassembly buffers over the server-wide limit");
+    ck_assert_uint_le(used(&bud), bud.limit);
+    ck_assert_uint_eq(used(&bud), p1.buffered + p2.buffered);
+    rtmp_chunk_parser_free(&p2);
+    ck_assert_uint_eq(used(&bud), p1.buffered);
+    /* the first completes its message */
+    ck_assert_int_eq(parse_span(&p1, a + cut, len - cut), 1);
+    rtmp_chunk_parser_free(&p1);
+    ck_assert_uint_eq(used(&bud), 0);
+    /* with the budget free again, another parser gets its message */
+    rtmp_chunk_parser_init(&p2, MAX_CHUNK, MAX_MSG, &bud);
+    ck_assert_int_eq(parse_span(&p2, a, len), 1);
+    rtmp_chunk_parser_free(&p2);
+    ck_assert_uint_eq(used(&bud), 0);
+    free(a);
 }
 END_TEST
 
@@ -714,6 +820,8 @@ static Suite *suite(void)
     tcase_add_test(t, too_many_chunk_streams);
     tcase_add_test(t, first_chunk_must_be_type0);
     tcase_add_test(t, buffer_budget);
+    tcase_add_test(t, conn_budget_one_max_message);
+    tcase_add_test(t, shared_budget_across_parsers);
     tcase_add_test(t, writer_limits);
     tcase_add_test(t, random_bytes);
     tcase_add_test(t, mutated_stream);

@@ -121,15 +121,19 @@ END_TEST
 START_TEST(init_segments)
 {
     httpd_route_t r;
-    expect_media("/live/x/video/init.mp4", PKG_OBJ_INIT, "live/x", "video");
-    ck_assert_int_eq(route("/live/x/video/init.mp4", &r), PD_OK);
-    ck_assert_uint_eq(r.init_id, 0);
+    /* init sections are named by MSN; "init.mp4" no longer exists (its
+     * bytes would differ between stream instances under one URL) */
+    expect_404("/live/x/video/init.mp4");
+    expect_media("/live/x/video/init-900000000.mp4", PKG_OBJ_INIT, "live/x",
+                 "video");
+    ck_assert_int_eq(route("/live/x/video/init-900000000.mp4", &r), PD_OK);
+    ck_assert_uint_eq(r.init_id, 900000000u);
     ck_assert_int_eq(route("/live/x/audio/init-1.mp4", &r), PD_OK);
     ck_assert_int_eq(r.obj, PKG_OBJ_INIT);
     ck_assert_uint_eq(r.init_id, 1);
     ck_assert_int_eq(route("/live/x/audio/init-4294967295.mp4", &r), PD_OK);
     ck_assert_uint_eq(r.init_id, 4294967295u);
-    expect_404("/live/x/video/init-0.mp4"); /* that is init.mp4 */
+    expect_404("/live/x/video/init-0.mp4"); /* MSNs start at 1 */
     expect_404("/live/x/video/init-01.mp4");
     expect_404("/live/x/video/init-4294967296.mp4");
     expect_404("/live/x/video/init-.mp4");
@@ -268,7 +272,7 @@ START_TEST(name_lengths)
     expect_404(path);
     snprintf(path, sizeof(path), "/live/x/%s/index.m3u8", name);
     expect_404(path);
-    expect_media("/live/a/b/init.mp4", PKG_OBJ_INIT, "live/a", "b");
+    expect_media("/live/a/b/init-7.mp4", PKG_OBJ_INIT, "live/a", "b");
 }
 END_TEST
 
