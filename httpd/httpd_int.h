@@ -48,7 +48,7 @@ typedef struct httpd_route_s {
     char rendition[HTTPD_NAME_MAX + 1];  /* "" for the multivariant */
     int64_t msn;                         /* segment, part */
     int64_t part;                        /* part */
-    unsigned init_id;                    /* init: 0 = init.mp4 */
+    unsigned init_id;                    /* init: n of init-<n>.mp4 */
 } httpd_route_t;
 
 /* Routes the decoded request path path[0..len) (no query string).
@@ -56,7 +56,7 @@ typedef struct httpd_route_s {
  * that is not one of the forms below:
  *   /  /hls.min.js  /streams.json
  *   /live/<name>/index.m3u8
- *   /live/<name>/<rendition>/index.m3u8 | init.mp4 | init-<n>.mp4 (n>=1)
+ *   /live/<name>/<rendition>/index.m3u8 | init-<n>.mp4 (n>=1)
  *                           | <msn>.m4s | <msn>.<part>.m4s
  * Names are 1..HTTPD_NAME_MAX of [A-Za-z0-9_.-], not "." or "..".
  * Borrows path (which need not be NUL-terminated). */

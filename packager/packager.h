@@ -13,7 +13,10 @@
  * Renditions: a stream has video renditions (today one, "video", the
  * source passed through; the transcoding ladder adds more) and at most one
  * audio rendition, "audio". Segments of every rendition cover the same
- * time intervals and share media sequence numbers (MSN, starting at 1).
+ * time intervals and share media sequence numbers (MSN). A new stream
+ * instance starts its MSNs at max(1, wallclock ms / segment target) and
+ * above any earlier instance of the name, so no URL is ever reused for
+ * other bytes.
  *
  * Threads: the write side is called by the one ingest thread that owns a
  * pkg_stream_t handle; the read side by any thread. A housekeeping thread
@@ -108,7 +111,7 @@ void pkg_unpublish(pkg_stream_t **s);
 typedef enum {
     PKG_OBJ_MULTIVARIANT, /* live/<name>/index.m3u8 */
     PKG_OBJ_PLAYLIST,     /* live/<name>/<rendition>/index.m3u8 */
-    PKG_OBJ_INIT,         /* .../init.mp4 (init_id 0), init-<id>.mp4 */
+    PKG_OBJ_INIT,         /* .../init-<id>.mp4, id = MSN of its first segment */
     PKG_OBJ_SEGMENT,      /* .../<msn>.m4s */
     PKG_OBJ_PART,         /* .../<msn>.<part>.m4s */
 } pkg_obj_t;
@@ -120,7 +123,7 @@ typedef struct pkg_query_s {
     const char *rendition; /* NULL for the multivariant; borrowed */
     int64_t msn;           /* segment/part: its MSN */
     int64_t part;          /* part: its index in the segment */
-    unsigned init_id;      /* init: 0 for init.mp4, n for init-<n>.mp4 */
+    unsigned init_id;      /* init: n for init-<n>.mp4 (n >= 1) */
     /* delivery directives (playlists only) */
     int64_t hls_msn;       /* _HLS_msn, or -1 if absent */
     int64_t hls_part;      /* _HLS_part, or -1 if absent */
