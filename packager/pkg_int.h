@@ -52,6 +52,10 @@
 #define PKG_AQ_SPAN_MS 3000     /* ... or this much audio: then self-timed */
 #define PKG_BQ_MAX 256          /* video boundaries queued for the audio */
 #define PKG_AQ_BYTES (1u << 20) /* bytes of audio queued, at most */
+#define PKG_AUDIO_PT_EXTRA_MS 24 /* audio PART-TARGET = configured + this:
+                                   one AAC frame (1024 samples) at >= 44.1
+                                   kHz rounded up, as audio parts end at the
+                                   frame nearest each video part end */
 #define PKG_AFRAME_MAX 65536    /* bytes of one audio frame accepted */
 #define PKG_JUMP_MS 1000        /* a step beyond the expected dts + this is
                                    a jump (or a one-track gap) */
@@ -89,6 +93,8 @@ typedef struct pl_report_s {
 typedef struct pl_media_s {
     int target_s;          /* EXT-X-TARGETDURATION */
     int part_target_ms;    /* PART-TARGET in ms */
+    int part_hold_back_ms; /* PART-HOLD-BACK in ms (identical in every
+                              playlist of a stream); 0: 3 x PART-TARGET */
     int64_t disc_seq;      /* EXT-X-DISCONTINUITY-SEQUENCE */
     const pl_seg_t *segs;  /* listed segments, oldest first; the last may
                               be the in-progress one (complete = false) */

@@ -151,6 +151,8 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
     sb_t b = {0};
     char d1[32], d2[32], d3[32], d4[32];
     double pt = m->part_target_ms / 1000.0;
+    double phb = m->part_hold_back_ms > 0 ? m->part_hold_back_ms / 1000.0
+                                          : 3.0 * pt;
     int skip = delta ? pl_skip_count(m) : 0;
 
     sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:%d\n", delta ? 9 : 6);
@@ -162,7 +164,7 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
               "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
               "CAN-SKIP-UNTIL=%s,PART-HOLD-BACK=%s,HOLD-BACK=%s\n",
               fmt_dec(d1, sizeof(d1), 6.0 * m->target_s),
-              fmt_dec(d2, sizeof(d2), 3.0 * pt),
+              fmt_dec(d2, sizeof(d2), phb),
               fmt_dec(d3, sizeof(d3), 3.0 * m->target_s));
     sb_printf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n",
               fmt_dec(d4, sizeof(d4), pt));

@@ -31,9 +31,13 @@
  * stream loses EXT-X-INDEPENDENT-SEGMENTS) before it would exceed
  * TARGETDURATION + 0.5 s less 50 ms and one audio frame (so no rendition's
  * segment rounds above TARGETDURATION). Every video part end is queued as a
- * boundary for the audio, which cuts its parts and segments there: an
- * audio frame belongs to the part in which it starts, a part never
- * exceeds PART-TARGET (the frame is moved to the next part instead).
+ * boundary for the audio, which cuts its parts and segments at the AAC
+ * frame boundary nearest it (a frame belongs to the part holding its
+ * middle, or the part's end when the part would otherwise stay below
+ * 0.85 x the audio PART-TARGET), so audio and video have the same parts
+ * per segment and no short tail part; an audio part never exceeds the
+ * audio PART-TARGET (configured + PKG_AUDIO_PT_EXTRA_MS; the frame is
+ * moved to the next part instead).
  * Audio waiting for the video is queued (bounded: PKG_AQ_MAX entries,
  * PKG_AQ_BYTES, PKG_AQ_SPAN_MS of audio; one frame at most
  * PKG_AFRAME_MAX bytes); beyond that it cuts on its own timing.
@@ -388,8 +392,13 @@ static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
             return CUT_SEG;
         }
     }
+    /* audio cut at the video's boundaries may run one frame over the
+     * configured target (its PART-TARGET is larger by that much) */
+    int64_t pt_ms = cfg->part_target_ms;
+    if (r->media == PKG_MEDIA_AUDIO && !self_timed)
+        pt_ms += PKG_AUDIO_PT_EXTRA_MS;
     if (part_nonempty(r) &&
-        (r->part_dur + dur > ms2t(r, cfg->part_target_ms) ||
+        (r->part_dur + dur > ms2t(r, pt_ms) ||
          r->part_frames >= PKG_PART_MAX_FRAMES ||
          r->part_bytes >= (int64_t)PKG_PART_MAX_BYTES))
         return CUT_PART;
@@ -958,7 +967,23 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                 s->bq_n--;
                 continue;
             }
-            if (t90 >= b->end90) {
+            /* the part ends at the frame boundary nearest the video
+             * part's end: a frame whose middle is at or past it goes
+             * to the next part (audio parts then match the video's in
+             * number, at most one frame over the video's duration) */
+            int64_t d90 = av_rescale(dur, 90000, a->timescale);
+            bool past = t90 + d90 / 2 >= b->end90;
+            if (past && t90 < b->end90 + d90) {
+                /* ... unless the part would stay below 0.85 x its
+                 * PART-TARGET without it and fits with it (the cut
+                 * then lands at most one frame past the boundary) */
+                int64_t pt_a = ms2t(a, s->pkg->cfg->part_target_ms +
+                                           PKG_AUDIO_PT_EXTRA_MS);
+                past = b->seg_end || !a->cur || a->cur->msn != b->msn ||
+                       !part_nonempty(a) || a->part_dur * 100 >= pt_a * 85 ||
+                       a->part_dur + dur > pt_a;
+            }
+            if (past) {
                 if (a->cur && a->cur->msn == b->msn)
                     do_cut(s, a, b->seg_end ? CUT_SEG : CUT_PART);
                 else if (a->cur)
@@ -970,7 +995,9 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                 continue;
             }
             if (a->cur && a->cur->msn == b->msn && part_nonempty(a) &&
-                a->part_dur + dur > ms2t(a, s->pkg->cfg->part_target_ms)) {
+                a->part_dur + dur >
+                    ms2t(a, s->pkg->cfg->part_target_ms +
+                                PKG_AUDIO_PT_EXTRA_MS)) {
                 /* the part is full one frame early: that cut stands for
                  * this boundary (no sliver part at the boundary itself);
                  * a segment's end is kept, its last part may be short */

@@ -33,6 +33,7 @@ static const uint8_t AVCC2[] = {1,    0x4d, 0x40, 0x1f, 0xff, 0xe1, 0x00,
                                 0x04, 0x67, 0x4d, 0x40, 0x1f, 0x01, 0x00,
                                 0x04, 0x68, 0xce, 0x3c, 0x80};
 static const uint8_t ASC[] = {0x12, 0x10}; /* AAC LC, 44100 Hz, stereo */
+static const uint8_t ASC48[] = {0x11, 0x90}; /* AAC LC, 48000 Hz, stereo */
 static const uint8_t KEY[] = {0, 0, 0, 4, 0x65, 0x88, 0x84, 0x00,
                               1, 2, 3, 4, 5, 6, 7, 8};
 static const uint8_t NKEY[] = {0, 0, 0, 4, 0x41, 0x9a, 0x00, 0x00, 9, 9};
@@ -87,6 +88,8 @@ typedef struct feeder_s {
     int audio_lag_ms;   /* audio frames are sent this much later */
     int64_t jump_at_ms; /* frames from this relative dts on carry */
     int64_t jump_ms;    /* ... this much added (0: none) */
+    int fps;            /* video frame rate; 0: 30 */
+    int arate;          /* audio sample rate (Hz); 0: 44100 */
 } feeder_t;
 
 static bool in_hole(const feeder_t *f, bool video, int64_t rel_ms)
@@ -113,12 +116,14 @@ static int64_t arrival(const feeder_t *f, int64_t dts)
 
 static int64_t vdts(const feeder_t *f, int64_t n)
 {
-    return f->base_ms + (n * 1000 + 15) / 30;
+    int fps = f->fps > 0 ? f->fps : 30;
+    return f->base_ms + (n * 1000 + fps / 2) / fps;
 }
 
 static int64_t adts(const feeder_t *f, int64_t k)
 {
-    return f->base_ms + (k * 1024 * 1000 + 22050) / 44100;
+    int64_t rate = f->arate > 0 ? f->arate : 44100;
+    return f->base_ms + (k * 1024 * 1000 + rate / 2) / rate;
 }
 
 static int write_video(feeder_t *f, int64_t dts, bool key, int32_t cts)
@@ -506,7 +511,9 @@ START_TEST(cut_parts_and_segments)
         }
     }
     ck_assert_int_ge(a->last_msn, 3);
-    int64_t pt_a = 334LL * a->timescale / 1000;
+    /* audio parts end at the frame nearest the video's part ends: their
+     * PART-TARGET is one frame (rounded up to 24 ms) larger */
+    int64_t pt_a = (334LL + 24) * a->timescale / 1000;
     for (int i = 0; i < 3; i++) {
         pkg_seg_t *g = a->segs[i];
         ck_assert_int_eq(g->msn, i + 1);
@@ -543,6 +550,115 @@ START_TEST(cut_parts_and_segments)
     ck_assert_ptr_nonnull(strstr(t, "#EXT-X-INDEPENDENT-SEGMENTS\n"));
     ck_assert_ptr_nonnull(strstr(t, ",CHANNELS=\"2\",URI=\"audio/"));
     free(t);
+    pkg_unpublish(&s);
+    pkg_destroy(&pkg);
+}
+END_TEST
+
+/* Audio parts end at the AAC frame boundary nearest each video part end:
+ * for 48 kHz and 44.1 kHz audio under 30 and 25 fps video, every segment
+ * has as many audio parts as video parts, no audio part but a segment's
+ * last is shorter than 0.85 x the audio PART-TARGET, the last is not a
+ * sliver (> 0.2 s: hls.js skips a part within 0.2 s of a segment's end),
+ * and PART-HOLD-BACK is the same in every playlist and >= 3 x the
+ * largest PART-TARGET. */
+static const struct { int fps, arate; } AV_COMBOS[] = {
+    {30, 48000}, {30, 44100}, {25, 48000}, {25, 44100}};
+
+static double attr_dec(const char *t, const char *name)
+{
+    const char *p = strstr(t, name);
+    ck_assert_msg(p != NULL, "%s missing", name);
+    return strtod(p + strlen(name), NULL);
+}
+
+START_TEST(audio_parts_follow_video_parts)
+{
+    int fps = AV_COMBOS[_i].fps, arate = AV_COMBOS[_i].arate;
+    pkg_t *pkg;
+    create(&pkg);
+    pkg_stream_t *s = NULL;
+    ck_assert_int_eq(pkg_publish(pkg, "live/apv", "127.0.0.1:1", &s), PD_OK);
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_VIDEO, PKG_CODEC_H264,
+                                           AVCC, sizeof(AVCC)), PD_OK);
+    pkg_stream_set_hints(s, 320, 240, fps);
+    const uint8_t *asc = arate == 48000 ? ASC48 : ASC;
+    ck_assert_int_eq(pkg_stream_set_config(s, PKG_MEDIA_AUDIO, PKG_CODEC_AAC,
+                                           asc, 2), PD_OK);
+    feeder_t f = feeder(s, true, true);
+    f.fps = fps;
+    f.arate = arate;
+    f.gop = 2 * fps;
+    feed_until(&f, 20200);
+    ck_assert_int_eq(f.bad, 0);
+
+    pthread_mutex_lock(&s->lock);
+    pkg_rend_t *v = rend(s, "video"), *a = rend(s, "audio");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(a->timescale, arate);
+    ck_assert_int_ge(v->last_msn, 9);
+    int64_t pt_v = 334LL * v->timescale / 1000;
+    int64_t pt_a = (334LL + 24) * a->timescale / 1000;
+    int checked = 0;
+    for (int i = 0; i < a->nsegs; i++) {
+        const pkg_seg_t *ga = a->segs[i];
+        const pkg_seg_t *gv = pkg_idx_find(v, ga->msn);
+        if (!ga->complete || !gv || !gv->complete || ga->nparts == 0)
+            continue;
+        ck_assert_msg(ga->nparts == gv->nparts,
+                      "%d fps %d Hz msn %lld: %d audio parts, %d video", fps,
+                      arate, (long long)ga->msn, ga->nparts, gv->nparts);
+        for (int j = 0; j < gv->nparts; j++)
+            ck_assert_int_le(gv->parts[j].dur, pt_v);
+        for (int j = 0; j < ga->nparts; j++) {
+            int64_t d = ga->parts[j].dur;
+            ck_assert_msg(d <= pt_a, "msn %lld part %d: %lld > %lld",
+                          (long long)ga->msn, j, (long long)d,
+                          (long long)pt_a);
+            if (j < ga->nparts - 1)
+                ck_assert_msg(d * 100 >= pt_a * 85,
+                              "msn %lld part %d: %lld < 0.85 x %lld",
+                              (long long)ga->msn, j, (long long)d,
+                              (long long)pt_a);
+            else if (gv->parts[j].dur * 10 > v->timescale * 2 +
+                                                   v->timescale / 4)
+                /* not a sliver where the video's is not (at 25 fps the
+                 * video's own last part is 2 frames: 50 = 6 x 8 + 2) */
+                ck_assert_msg(d * 10 > a->timescale * 2,
+                              "msn %lld last part %lld ticks (<= 0.2 s)",
+                              (long long)ga->msn, (long long)d);
+            else /* within two audio frames of the video's */
+                ck_assert_int_le(
+                    llabs(d * 90000 / a->timescale -
+                          gv->parts[j].dur * 90000 / v->timescale),
+                    2 * 1024LL * 90000 / a->timescale + 1);
+        }
+        checked++;
+    }
+    ck_assert_int_ge(checked, 8);
+    pthread_mutex_unlock(&s->lock);
+    check_parts_continuous(s, rend(s, "audio"));
+
+    char *tv = playlist(pkg, "live/apv", "video");
+    char *ta = playlist(pkg, "live/apv", "audio");
+    double ptv = attr_dec(tv, "PART-TARGET=");
+    double pta = attr_dec(ta, "PART-TARGET=");
+    double phv = attr_dec(tv, "PART-HOLD-BACK=");
+    double pha = attr_dec(ta, "PART-HOLD-BACK=");
+    ck_assert(ptv > 0.334 - 1e-9 && ptv < 0.334 + 1e-9);
+    ck_assert(pta > 0.358 - 1e-9 && pta < 0.358 + 1e-9);
+    ck_assert(phv == pha);
+    ck_assert(phv >= 3 * (ptv > pta ? ptv : pta) - 1e-9);
+    const char *scv = strstr(tv, "#EXT-X-SERVER-CONTROL:");
+    const char *sca = strstr(ta, "#EXT-X-SERVER-CONTROL:");
+    ck_assert_ptr_nonnull(scv);
+    ck_assert_ptr_nonnull(sca);
+    size_t nv = strcspn(scv, "\n"), na = strcspn(sca, "\n");
+    ck_assert_msg(nv == na && memcmp(scv, sca, nv) == 0,
+                  "SERVER-CONTROL differs between video and audio");
+    free(tv);
+    free(ta);
     pkg_unpublish(&s);
     pkg_destroy(&pkg);
 }
@@ -2180,6 +2296,8 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, cut_parts_and_segments);
+    tcase_add_loop_test(tc, audio_parts_follow_video_parts, 0,
+                        (int)(sizeof(AV_COMBOS) / sizeof(AV_COMBOS[0])));
     tcase_add_test(tc, lookup_objects);
     tcase_add_test(tc, blocking_reload_rules);
     tcase_add_test(tc, playlist_waits_for_first_segment);
