@@ -147,8 +147,6 @@ typedef struct pkg_answer_s {
     bool blocked;             /* the query carried directives that were
                                  honoured (a blocking-reload response) */
     bool ended;               /* the playlist has EXT-X-ENDLIST */
-    int64_t expires_wall_us;  /* media: when the object stops being served
-                                 (0 = unknown) */
 } pkg_answer_t;
 
 typedef enum {
