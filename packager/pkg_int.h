@@ -68,7 +68,6 @@
                                    a jump (or a one-track gap) */
 #define PKG_GAP_MAX_MS 30000    /* a one-track gap longer than this
                                    re-bases the timeline instead */
-#define PKG_PDT_SLEW_US 20000   /* PDT correction per segment, at most */
 #define PKG_TOMBS 1024          /* removed names remembered (last MSN) */
 
 /* ---- playlist rendering input (playlist.c) ---------------------------- */

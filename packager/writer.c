@@ -17,10 +17,18 @@
  *
  * PROGRAM-DATE-TIME: a session's first segment (and a segment after a
  * discontinuity) gets the wallclock arrival of its first frame; every
- * later one gets the previous PDT + its duration, corrected toward its
- * own first frame's arrival by at most PKG_PDT_SLEW_US, so PDT steps
- * equal EXTINF within that and follow the ingest clock long-term. Audio
- * takes the PDT of the video segment with the same MSN.
+ * later one gets exactly the previous PDT + the media time between the
+ * two segments' starts, so PDT steps equal EXTINF (to the microsecond)
+ * and PDT is one linear map of the output timeline. No correction toward
+ * later arrivals: players (hls.js) place each new segment by its PDT
+ * relative to older ones, and any step != EXTINF shifts their playlist
+ * timeline against the media's timestamps (a shift later than the media
+ * makes hls.js 1.7 believe the buffer end still lies in a loaded
+ * segment and stop loading: a stall). A publisher clock that drifts
+ * against ours therefore drifts the PDT until the next discontinuity.
+ * Audio takes the PDT of the video segment with the same MSN moved by
+ * the difference of the two segments' starts (the same PDT for the same
+ * media time in every rendition).
  *
  * Video leads. One frame is held back because its duration is only known
  * when the next arrives. A part is cut before a frame that would make it
@@ -633,25 +641,25 @@ static void mark_disc(pkg_stream_t *s, int64_t msn)
             s->rends[i]->disc_pending = true;
 }
 
-/* PROGRAM-DATE-TIME of r's segment msn (see the file comment). */
+/* PROGRAM-DATE-TIME of r's segment msn starting at start (ticks of r;
+ * see the file comment). */
 static int64_t next_pdt(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
-                        bool disc, int64_t arrival_us)
+                        int64_t start, bool disc, int64_t arrival_us)
 {
     if (!is_lead(s, r)) {
-        const pkg_seg_t *g = pkg_idx_find(s->rends[s->lead], msn);
+        const pkg_rend_t *l = s->rends[s->lead];
+        const pkg_seg_t *g = pkg_idx_find(l, msn);
+        if (g && g->pdt_us >= 0)
+            return g->pdt_us + av_rescale(start, 1000000, r->timescale) -
+                   av_rescale(g->start, 1000000, l->timescale);
         if (g)
             return g->pdt_us;
     }
     const pkg_seg_t *p = r->nsegs ? r->segs[r->nsegs - 1] : NULL;
-    if (disc || !p || !p->complete || p->msn != msn - 1 || p->pdt_us < 0)
+    if (disc || !p || !p->complete || p->msn != msn - 1 || p->pdt_us < 0 ||
+        start < p->start)
         return arrival_us;
-    int64_t base = p->pdt_us + av_rescale(p->dur, 1000000, r->timescale);
-    int64_t corr = arrival_us - base;
-    if (corr > PKG_PDT_SLEW_US)
-        corr = PKG_PDT_SLEW_US;
-    if (corr < -PKG_PDT_SLEW_US)
-        corr = -PKG_PDT_SLEW_US;
-    return base + corr;
+    return p->pdt_us + av_rescale(start - p->start, 1000000, r->timescale);
 }
 
 /* Init id of a segment msn: the MSN itself (>= 1), folded into 32 bits
@@ -749,7 +757,7 @@ static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
         r->cur_init_id = init_id_of(msn);
         pkg_idx_add_init(s, r, r->cur_init_id, &init);
     }
-    int64_t pdt = next_pdt(s, r, msn, disc, arrival_us);
+    int64_t pdt = next_pdt(s, r, msn, start, disc, arrival_us);
     if (!pkg_idx_begin(s, r, msn, start, pdt, disc, r->cur_init_id))
         return PD_ENOMEM;
     if (reinit && r->nsegs > 1) {
