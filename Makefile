@@ -9,7 +9,7 @@
 #   V=1             show full command lines
 
 CC      ?= cc
-PKGS    := libavformat libavcodec libavutil libmicrohttpd libconfig libcurl libcrypto zlib
+PKGS    := libavformat libavcodec libavutil libswscale libswresample libmicrohttpd libconfig libcurl libcrypto zlib
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
 CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

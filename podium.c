@@ -15,6 +15,8 @@
 #include "ingest/ingest.h"
 #include "packager/packager.h"
 
+#include <libavutil/log.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -159,6 +161,28 @@ static int configure(pd_config_t *cfg, int argc, char **argv, int *print)
     return PD_OK;
 }
 
+/* FFmpeg's (and libx264's, through it) messages go through podium's log,
+ * one line each, warnings and worse unless the log level is debug. */
+static void av_to_log(void *avcl, int level, const char *fmt, va_list vl)
+{
+    if (level > av_log_get_level())
+        return;
+    char line[1024];
+    int prefix = 1;
+    av_log_format_line(avcl, level, fmt, vl, line, sizeof(line), &prefix);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (n == 0)
+        return;
+    if (level <= AV_LOG_ERROR)
+        PD_LOGE("av", "%s", line);
+    else if (level <= AV_LOG_WARNING)
+        PD_LOGW("av", "%s", line);
+    else
+        PD_LOGD("av", "%s", line);
+}
+
 int main(int argc, char **argv)
 {
     pd_config_t cfg;
@@ -170,6 +194,9 @@ int main(int argc, char **argv)
         return 0;
     }
     pd_log_set_level(cfg.log_level);
+    av_log_set_level(cfg.log_level >= PD_LOG_DEBUG ? AV_LOG_INFO
+                                                   : AV_LOG_WARNING);
+    av_log_set_callback(av_to_log);
 
     /* Signals are taken synchronously by sigwait() below: block them before
      * any thread starts so every thread inherits the mask. A dead peer must

@@ -14,6 +14,25 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* One rung of the transcoding ladder as configured (the `ladder` list of
+ * the config file; README documents the default). */
+#define PD_LADDER_MAX 8
+typedef struct pd_rung_s {
+    char name[32];          /* rendition name, also its URL path segment:
+                               [a-z0-9_-], 1-31 chars, unique */
+    bool passthrough;       /* the source as is (at most one rung; the
+                               fields below are then ignored) */
+    int height;             /* short side in pixels (720 for "720p"; a
+                               portrait source gets this as its width) */
+    int fps;                /* highest frame rate; 0 = the source's */
+    int bitrate_kbps;       /* x264 target bitrate */
+    int maxrate_kbps;       /* VBV max rate; 0 = bitrate_kbps */
+    int bufsize_kbps;       /* VBV buffer size; 0 = maxrate */
+    char profile[16];       /* "baseline", "main" or "high" */
+    int level;              /* H.264 level x 10 (31 = 3.1); 0 = the lowest
+                               that fits size, frame rate and maxrate */
+} pd_rung_t;
+
 typedef struct pd_config_s {
     /* network */
     char bind_addr[64];     /* address both listeners bind, "0.0.0.0" */
@@ -35,6 +54,24 @@ typedef struct pd_config_s {
                                this long for a reconnect before ENDLIST */
     int linger_ms;          /* 60000: an ended stream is served (with
                                ENDLIST) this long, then removed */
+
+    /* transcoding (packager) */
+    pd_rung_t ladder[PD_LADDER_MAX]; /* rungs, highest first; default:
+                               source (passthrough), 720p, 480p, 360p */
+    int nrungs;             /* entries used in ladder[] (>= 1) */
+    int transcode;          /* 1: encode the ladder's rungs; 0: publish the
+                               source only (as the passthrough rung's
+                               name, "source" if the ladder has none) */
+    char x264_preset[16];   /* "veryfast": libx264 preset of every rung */
+    int encoder_threads;    /* x264 threads per rung; 0 = auto (cores /
+                               encoded rungs, at least 1) */
+    int decode_threads;     /* libavcodec decoder threads; 0 = auto */
+    char shed_order[16];    /* which rung goes first when the machine
+                               cannot keep up: "largest" (frees the most
+                               CPU) or "smallest" (keeps quality) */
+    int audio_bitrate_kbps; /* 128: AAC bitrate when the source's audio
+                               is re-encoded (not AAC, or another sample
+                               rate than the stream's audio rendition) */
 
     /* ingest limits */
     int max_publishers;     /* 64 concurrent RTMP connections */

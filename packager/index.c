@@ -371,69 +371,118 @@ static double snap_fps(double f)
     return floor(f * 1000 + 0.5) / 1000;
 }
 
-static void render_mv(pkg_stream_t *s)
+/* Peak and average bits/s of video rendition v plus the audio a (may be
+ * NULL), measured over the lead's listed segments; before v has complete
+ * segments, its rung's configured maxrate stands in for it. */
+static void measure_bw(const pkg_stream_t *s, const pkg_rend_t *lead,
+                       const pkg_rend_t *v, const pkg_rend_t *a,
+                       int64_t *peak_out, int64_t *avg_out)
 {
-    pkg_rend_t *lead = s->rends[s->lead];
-    if (!lead || lead->last_msn == 0)
-        return;
-    pl_mv_t mv = {0};
-    pkg_rend_t *v = NULL, *a = NULL;
-    for (int i = 0; i < s->nrends; i++) {
-        if (s->rends[i]->media == PKG_MEDIA_VIDEO && !v)
-            v = s->rends[i];
-        else if (s->rends[i]->media == PKG_MEDIA_AUDIO && !a)
-            a = s->rends[i];
-    }
-    mv.has_video = v != NULL;
-    mv.has_audio = a != NULL;
-    if (v) {
-        mv.video_codecs = v->codecs;
-        mv.width = v->width;
-        mv.height = v->height;
-        if (v->total_dur > 0 && v->total_frames > 0)
-            mv.fps = snap_fps((double)v->total_frames * v->timescale /
-                              (double)v->total_dur);
-    }
-    if (a) {
-        mv.audio_codecs = a->codecs;
-        mv.audio_channels = a->aac.channels;
-    }
-    mv.independent = s->all_indep;
-    /* peak: max over the listed segments of the lead of (all renditions'
-     * bytes for that msn) / duration; average: bytes ever / duration */
     double peak = 0;
     for (int i = 0; i < lead->nsegs; i++) {
         const pkg_seg_t *g = lead->segs[i];
         if (!g->complete || g->msn < lead->first_listed || g->dur <= 0)
             continue;
-        double bytes = (double)g->bytes;
-        for (int k = 0; k < s->nrends; k++) {
-            if (s->rends[k] == lead)
+        const pkg_rend_t *rs[2] = {v, a};
+        double bytes = 0;
+        bool have = true;
+        for (int k = 0; k < 2; k++) {
+            const pkg_rend_t *o = rs[k];
+            if (!o)
                 continue;
-            const pkg_seg_t *o = pkg_idx_find(s->rends[k], g->msn);
-            if (o && o->complete)
-                bytes += (double)o->bytes;
-            else if (s->rends[k]->total_dur > 0) /* estimate from its rate */
-                bytes += (double)s->rends[k]->total_bytes *
+            const pkg_seg_t *og = o == lead ? g : pkg_idx_find(o, g->msn);
+            if (og && og->complete && !og->gap)
+                bytes += (double)og->bytes;
+            else if (o->total_dur > 0) /* estimate from its rate */
+                bytes += (double)o->total_bytes *
                          ((double)g->dur / lead->timescale) /
-                         ((double)s->rends[k]->total_dur /
-                          s->rends[k]->timescale);
+                         ((double)o->total_dur / o->timescale);
+            else if (o == v)
+                have = false;
         }
+        if (!have)
+            continue;
         double bps = bytes * 8.0 / ((double)g->dur / lead->timescale);
         if (bps > peak)
             peak = bps;
     }
     double avg = 0;
-    for (int k = 0; k < s->nrends; k++) {
-        const pkg_rend_t *o = s->rends[k];
-        if (o->total_dur > 0)
-            avg += (double)o->total_bytes * 8.0 /
-                   ((double)o->total_dur / o->timescale);
+    const pkg_rend_t *rs[2] = {v, a};
+    for (int k = 0; k < 2; k++)
+        if (rs[k] && rs[k]->total_dur > 0)
+            avg += (double)rs[k]->total_bytes * 8.0 /
+                   ((double)rs[k]->total_dur / rs[k]->timescale);
+    if (v && v->total_dur <= 0 && v->rung >= 0 && v->rung < s->nrungs &&
+        !s->rungs[v->rung].passthrough) {
+        double conf = (double)s->rungs[v->rung].maxrate_kbps * 1000.0;
+        double aud = a && a->total_dur > 0 ? avg : 0;
+        peak = conf + aud * 1.1;
+        avg = (double)s->rungs[v->rung].bitrate_kbps * 1000.0 + aud;
     }
-    mv.bandwidth = (int64_t)ceil(peak);
-    mv.avg_bandwidth = (int64_t)ceil(avg);
-    if (mv.avg_bandwidth > mv.bandwidth)
-        mv.bandwidth = mv.avg_bandwidth;
+    *peak_out = (int64_t)ceil(peak);
+    *avg_out = (int64_t)ceil(avg);
+    if (*avg_out > *peak_out)
+        *peak_out = *avg_out;
+}
+
+/* The multivariant: one variant per video rendition, in ladder order
+ * (the lead first), sharing the audio group. Rendered once the lead has
+ * a complete segment and every working rung has its codec string (or,
+ * after 3 segments, without the rungs still missing one). */
+static void render_mv(pkg_stream_t *s)
+{
+    pkg_rend_t *lead = s->rends[s->lead];
+    if (!lead || lead->last_msn == 0)
+        return;
+    pkg_rend_t *vids[PKG_MAX_RENDS];
+    int nv = 0;
+    pkg_rend_t *a = NULL;
+    if (lead->media == PKG_MEDIA_VIDEO)
+        vids[nv++] = lead;
+    for (int rung = 1; rung <= PD_LADDER_MAX; rung++)
+        for (int i = 0; i < s->nrends; i++)
+            if (s->rends[i] != lead && s->rends[i]->media == PKG_MEDIA_VIDEO &&
+                s->rends[i]->rung == rung)
+                vids[nv++] = s->rends[i];
+    for (int i = 0; i < s->nrends; i++)
+        if (s->rends[i]->media == PKG_MEDIA_AUDIO && !a)
+            a = s->rends[i];
+    bool early = lead->last_msn - lead->first_listed < 2;
+    pl_variant_t vars[PKG_MAX_RENDS];
+    int n = 0;
+    for (int i = 0; i < nv; i++) {
+        pkg_rend_t *v = vids[i];
+        if (!v->codecs[0]) {
+            if (early && !v->shed)
+                return; /* wait for this rung's first segment */
+            continue;
+        }
+        pl_variant_t *o = &vars[n++];
+        memset(o, 0, sizeof(*o));
+        o->name = v->name;
+        o->codecs = v->codecs;
+        o->width = v->width;
+        o->height = v->height;
+        if (v->total_dur > 0 && v->total_frames > 0)
+            o->fps = snap_fps((double)v->total_frames * v->timescale /
+                              (double)v->total_dur);
+        else if (v->rung >= 0 && v->rung < s->nrungs &&
+                 s->rungs[v->rung].fps_den > 0)
+            o->fps = (double)s->rungs[v->rung].fps_num /
+                     s->rungs[v->rung].fps_den;
+        measure_bw(s, lead, v, a, &o->bandwidth, &o->avg_bandwidth);
+    }
+    pl_mv_t mv = {0};
+    mv.variants = vars;
+    mv.nvariants = n;
+    mv.has_audio = a != NULL;
+    if (a) {
+        mv.audio_codecs = a->codecs;
+        mv.audio_channels = a->aac.channels;
+        if (n == 0)
+            measure_bw(s, lead, NULL, a, &mv.bandwidth, &mv.avg_bandwidth);
+    }
+    mv.independent = s->all_indep;
     pd_buf_t *b = NULL;
     if (pl_render_multivariant(&mv, &b) == PD_OK) {
         pd_buf_unref(&s->mv);

@@ -10,13 +10,14 @@
  * requests that waited for a publication. httpd reads through the read
  * side (pkg_lookup) and never sees the index itself.
  *
- * Renditions: a stream has video renditions (today one, "video", the
- * source passed through; the transcoding ladder adds more) and at most one
- * audio rendition, "audio". Segments of every rendition cover the same
- * time intervals and share media sequence numbers (MSN). A new stream
- * instance starts its MSNs at max(1, wallclock ms / segment target) and
- * above any earlier instance of the name, so no URL is ever reused for
- * other bytes.
+ * Renditions: a stream has one video rendition per rung of its
+ * transcoding ladder (resolved at its first video keyframe: the source
+ * passed through as "source" and encoded rungs such as "720p"; see
+ * transcode.h) and at most one audio rendition, "audio". Segments of
+ * every rendition cover the same time intervals and share media sequence
+ * numbers (MSN). A new stream instance starts its MSNs at max(1, wallclock
+ * ms / segment target) and above any earlier instance of the name, so no
+ * URL is ever reused for other bytes.
  *
  * Threads: the write side is called by the one ingest thread that owns a
  * pkg_stream_t handle; the read side by any thread. A housekeeping thread
@@ -49,7 +50,9 @@ void pkg_shutdown(pkg_t *pkg);
  * been released with pkg_unpublish() first. */
 void pkg_destroy(pkg_t **pkg);
 
-/* ---- write side (ingest) ---------------------------------------------- */
+/* ---- write side (ingest) ----------------------------------------------
+ * Thread-safe per stream (a writer lock): the publisher's ingest thread
+ * and the stream's transcoder threads write. */
 
 typedef enum { PKG_MEDIA_VIDEO = 0, PKG_MEDIA_AUDIO = 1 } pkg_media_t;
 
@@ -178,7 +181,9 @@ int64_t pkg_hold_limit_us(pkg_t *pkg, const char *stream);
 
 /* Returns a new reference to a JSON document listing the streams:
  * [{"name":"live/x","state":"live|grace|ended","url":"/live/x/index.m3u8",
- *   "renditions":[...]}]. Never NULL unless out of memory. */
+ *   "renditions":[...],"shed":[...],"dropping":[...]}] (shed: rungs the
+ * transcoder gave up; dropping: rungs it dropped frames of). Never NULL
+ * unless out of memory. */
 pd_buf_t *pkg_streams_json(pkg_t *pkg);
 
 /* Counters for logs, metrics and benchmarks. */

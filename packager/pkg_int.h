@@ -28,6 +28,7 @@
 
 #include "../core/buf.h"
 #include "../core/config.h"
+#include "transcode.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,7 +38,7 @@
 
 #define PKG_MOD "pkg"
 #define PKG_NAME_MAX 256        /* bytes of a stream name incl. NUL */
-#define PKG_MAX_RENDS 4         /* video + audio today */
+#define PKG_MAX_RENDS (PD_LADDER_MAX + 1) /* video rungs + audio */
 #define PKG_MAX_INITS 2048      /* init segments kept per rendition: only
                                    those no retained segment uses are
                                    dropped; beyond this (more than the
@@ -52,6 +53,8 @@
 #define PKG_AQ_SPAN_MS 3000     /* ... or this much audio: then self-timed */
 #define PKG_BQ_MAX 256          /* video boundaries queued for the audio */
 #define PKG_AQ_BYTES (1u << 20) /* bytes of audio queued, at most */
+#define PKG_FQ_MAX 128          /* follower frames waiting for the lead */
+#define PKG_FQ_BYTES (32u << 20) /* ... and their bytes, at most */
 /* The video's and the audio's PART-TARGET in ms: fixed values once set,
  * before that the configured one (+ PKG_AUDIO_PT_EXTRA_MS for audio). */
 #define pkg_pt_ms(s) ((s)->pt_ms > 0 ? (s)->pt_ms \
@@ -114,18 +117,25 @@ typedef struct pl_media_s {
     int nreports;
 } pl_media_t;
 
-typedef struct pl_mv_s {
-    bool has_video;
-    bool has_audio;
-    const char *video_codecs; /* "avc1.64001f" */
-    const char *audio_codecs; /* "mp4a.40.2" */
+typedef struct pl_variant_s { /* one video rung of the multivariant */
+    const char *name;         /* rendition: URI "<name>/index.m3u8" */
+    const char *codecs;       /* "avc1.64001f" */
     int width, height;        /* pixels; 0 = unknown (omitted) */
     double fps;               /* 0 = unknown (omitted) */
+    int64_t bandwidth;        /* peak bits/s incl. audio */
+    int64_t avg_bandwidth;    /* average bits/s incl. audio */
+} pl_variant_t;
+
+typedef struct pl_mv_s {
+    const pl_variant_t *variants; /* video rungs, in the order listed */
+    int nvariants;            /* 0: audio only */
+    bool has_audio;
+    const char *audio_codecs; /* "mp4a.40.2" */
     int audio_channels;       /* CHANNELS of the audio; 0 = unknown */
     bool independent;         /* every segment so far starts with a sync
                                  sample: EXT-X-INDEPENDENT-SEGMENTS */
-    int64_t bandwidth;        /* peak bits/s incl. audio */
-    int64_t avg_bandwidth;    /* average bits/s incl. audio */
+    int64_t bandwidth;        /* audio only: peak bits/s */
+    int64_t avg_bandwidth;    /* audio only: average bits/s */
 } pl_mv_t;
 
 /* Renders the media playlist (delta = an _HLS_skip=YES delta update; an
@@ -270,13 +280,36 @@ typedef struct pkg_bound_s {  /* a video part boundary, for the audio */
     bool seg_end;          /* last part of its segment */
 } pkg_bound_t;
 
+typedef struct pkg_vframe_s { /* a follower frame waiting for the lead */
+    uint8_t *data;
+    size_t len;
+    int64_t dts, pts, dur;  /* ticks */
+    bool key;
+    int64_t arrival_us;
+} pkg_vframe_t;
+
 typedef struct pkg_rend_s {
-    char name[16];          /* "video", "audio" */
+    char name[32];          /* the rung's name ("source", "720p", ...) or
+                               "audio" */
     pkg_media_t media;
     int index;              /* in stream->rends */
     int timescale;          /* ticks per second */
 
     bool active;            /* a track of the current session (writer) */
+    bool follower;          /* a video rung that is not the lead: it takes
+                               its segment boundaries (and MSNs) from the
+                               lead's segments (writer.c, ladder) */
+    bool encoded;           /* fed by the transcoder, not the source */
+    int rung;               /* its index in stream->rungs; -1 audio */
+    uint8_t *own_extra;     /* encoded rungs: the encoder's avcC (writer) */
+    size_t own_len;
+    bool own_changed;       /* differs from what the muxer was opened with */
+    bool shed;              /* the transcoder gave this rung up: it gets gap
+                               segments mirroring the lead's (writer) */
+    bool dropping;          /* the transcoder dropped frames of it */
+    pkg_vframe_t fq[PKG_FQ_MAX]; /* follower frames waiting for the lead */
+    int fq_head, fq_n;
+    size_t fq_bytes;
 
     /* description (stream lock) */
     char codecs[32];
@@ -349,6 +382,9 @@ struct pkg_stream_s {
     char name[PKG_NAME_MAX];
     atomic_int refs;
     pthread_mutex_t lock;
+    pthread_mutex_t wlock;   /* the writer lock: everything marked
+                                "writer" is touched under it (the ingest
+                                thread and the transcoder's threads write) */
 
     /* stream lock */
     pkg_state_t state;
@@ -370,6 +406,18 @@ struct pkg_stream_s {
     pd_buf_t *mv;            /* multivariant (NULL until content) */
     pkg_waiter_t *mv_waiters;
     int64_t disc_msn;        /* msn that carries the last discontinuity */
+
+    /* ladder (writer; rungs[] fixed for the stream's life at the first
+     * video keyframe, read under the stream lock afterwards) */
+    bool ladder_fixed;
+    pkg_rung_t rungs[PD_LADDER_MAX]; /* resolved, highest first */
+    int nrungs;
+    int rung_rend[PD_LADDER_MAX];    /* rungs[i] -> index in rends[] */
+    int tc_rung[PD_LADDER_MAX];      /* transcoder rung j -> rungs[] index */
+    int ntc;                 /* encoded rungs (transcoder rungs) */
+    pkg_tc_t *tc;            /* this session's transcoder (NULL: none) */
+    bool tc_failed;          /* it could not start this session */
+    bool logged_tc, logged_ahead;
 
     /* writer */
     char peer[64];
@@ -474,6 +522,10 @@ void pkg_waiters_fire(pkg_t *pkg, pkg_waiter_t *out);
 /* Ends the session: places the held frames, closes the segment in
  * progress, frees the muxers. Writer, no lock held. */
 void pkg_writer_finish(pkg_stream_t *s);
+
+/* Detaches the session's transcoder (NULL if none) for the caller to
+ * destroy with no lock held; takes the writer lock itself. */
+pkg_tc_t *pkg_writer_take_tc(pkg_stream_t *s);
 
 /* Frees writer-side buffers of a rendition (held frame, audio queue). */
 void pkg_writer_free_rend(pkg_rend_t *r);

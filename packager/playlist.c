@@ -236,31 +236,35 @@ int pl_render_multivariant(const pl_mv_t *mv, pd_buf_t **out)
     sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:6\n");
     if (mv->independent)
         sb_printf(&b, "#EXT-X-INDEPENDENT-SEGMENTS\n");
-    int64_t bw = mv->bandwidth > 0 ? mv->bandwidth : 1;
-    int64_t avg = mv->avg_bandwidth > 0 ? mv->avg_bandwidth : bw;
-    if (mv->has_video) {
-        if (mv->has_audio) {
-            sb_printf(&b,
-                      "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","
-                      "NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,"
-                      "AUTOSELECT=YES");
-            if (mv->audio_channels > 0 && mv->audio_channels <= 64)
-                sb_printf(&b, ",CHANNELS=\"%d\"", mv->audio_channels);
-            sb_printf(&b, ",URI=\"audio/index.m3u8\"\n");
-        }
+    if (mv->nvariants > 0 && mv->has_audio) {
+        sb_printf(&b,
+                  "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","
+                  "NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,"
+                  "AUTOSELECT=YES");
+        if (mv->audio_channels > 0 && mv->audio_channels <= 64)
+            sb_printf(&b, ",CHANNELS=\"%d\"", mv->audio_channels);
+        sb_printf(&b, ",URI=\"audio/index.m3u8\"\n");
+    }
+    for (int i = 0; i < mv->nvariants; i++) {
+        const pl_variant_t *v = &mv->variants[i];
+        int64_t bw = v->bandwidth > 0 ? v->bandwidth : 1;
+        int64_t avg = v->avg_bandwidth > 0 ? v->avg_bandwidth : bw;
         sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s%s%s\"",
-                  bw, avg, mv->video_codecs ? mv->video_codecs : "",
+                  bw, avg, v->codecs ? v->codecs : "",
                   mv->has_audio ? "," : "",
                   mv->has_audio && mv->audio_codecs ? mv->audio_codecs : "");
-        if (mv->width > 0 && mv->height > 0)
-            sb_printf(&b, ",RESOLUTION=%dx%d", mv->width, mv->height);
-        if (mv->fps > 0)
-            sb_printf(&b, ",FRAME-RATE=%.3f", mv->fps);
+        if (v->width > 0 && v->height > 0)
+            sb_printf(&b, ",RESOLUTION=%dx%d", v->width, v->height);
+        if (v->fps > 0)
+            sb_printf(&b, ",FRAME-RATE=%.3f", v->fps);
         if (mv->has_audio)
             sb_printf(&b, ",AUDIO=\"audio\"");
-        sb_printf(&b, "\nvideo/index.m3u8\n");
-    } else if (mv->has_audio) {
+        sb_printf(&b, "\n%s/index.m3u8\n", v->name ? v->name : "");
+    }
+    if (mv->nvariants == 0 && mv->has_audio) {
+        int64_t bw = mv->bandwidth > 0 ? mv->bandwidth : 1;
+        int64_t avg = mv->avg_bandwidth > 0 ? mv->avg_bandwidth : bw;
         sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s\"\n"
                   "audio/index.m3u8\n",

@@ -130,6 +130,7 @@ static void stream_unref(pkg_stream_t *s)
     for (int m = 0; m < 2; m++)
         free(s->decl_extra[m]);
     pd_buf_unref(&s->mv);
+    pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -235,6 +236,11 @@ static pkg_stream_t *stream_new(pkg_t *pkg, const char *name)
         free(s);
         return NULL;
     }
+    if (pthread_mutex_init(&s->wlock, NULL)) {
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+    }
     s->pkg = pkg;
     snprintf(s->name, sizeof(s->name), "%s", name);
     atomic_init(&s->refs, 1);
@@ -329,7 +335,13 @@ void pkg_unpublish(pkg_stream_t **sp)
     pkg_stream_t *s = *sp;
     *sp = NULL;
     pkg_t *pkg = s->pkg;
+    /* the transcoder first, with no lock held: its threads may be waiting
+     * for the writer lock; nothing of it runs after this */
+    pkg_tc_t *tc = pkg_writer_take_tc(s);
+    pkg_tc_destroy(&tc);
+    pthread_mutex_lock(&s->wlock);
     pkg_writer_finish(s);
+    pthread_mutex_unlock(&s->wlock);
     pkg_waiter_t *fire = NULL;
     pthread_mutex_lock(&s->lock);
     s->publisher = false;
@@ -811,6 +823,20 @@ pd_buf_t *pkg_streams_json(pkg_t *pkg)
             if (k)
                 jb_put(&b, ",", 1);
             jb_str(&b, s->rends[k]->name);
+        }
+        /* rungs the transcoder gave up (gap segments) or drops frames of */
+        static const char *const keys[2] = {"],\"shed\":[", "],\"dropping\":["};
+        for (int t = 0; t < 2; t++) {
+            jb_put(&b, keys[t], strlen(keys[t]));
+            int n = 0;
+            for (int k = 0; k < s->nrends; k++) {
+                const pkg_rend_t *r = s->rends[k];
+                if (t == 0 ? !r->shed : !r->dropping)
+                    continue;
+                if (n++)
+                    jb_put(&b, ",", 1);
+                jb_str(&b, r->name);
+            }
         }
         jb_put(&b, "]}", 2);
         pthread_mutex_unlock(&s->lock);

@@ -1,7 +1,8 @@
 /*
  * packager/writer.c - the write side: frames in, parts and segments out.
  *
- * Runs only in the ingest thread that owns the publisher handle. Per
+ * Runs under the stream's writer lock (the ingest thread that owns the
+ * publisher handle, and the stream's transcoder threads). Per
  * frame: map the publisher's dts (ms) onto the output timeline (an
  * offset per track; every track of a session starts with the same one),
  * then cut. A track whose frame steps back or jumps ahead by more than
@@ -111,9 +112,25 @@ static void log_reject(pkg_stream_t *s, const char *what)
 
 /* ---- declared configuration ------------------------------------------- */
 
+static int set_config(pkg_stream_t *s, pkg_media_t media, pkg_codec_t codec,
+                      const uint8_t *extradata, size_t len);
+
 int pkg_stream_set_config(pkg_stream_t *s, pkg_media_t media,
                           pkg_codec_t codec, const uint8_t *extradata,
                           size_t len)
+{
+    if (!s)
+        return PD_EINVAL;
+    pthread_mutex_lock(&s->wlock);
+    int rc = set_config(s, media, codec, extradata, len);
+    if (rc == PD_OK && media == PKG_MEDIA_VIDEO && s->tc)
+        pkg_tc_video_config(s->tc, extradata, len);
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+static int set_config(pkg_stream_t *s, pkg_media_t media, pkg_codec_t codec,
+                      const uint8_t *extradata, size_t len)
 {
     if (!s || (media != PKG_MEDIA_VIDEO && media != PKG_MEDIA_AUDIO))
         return PD_EINVAL;
@@ -157,12 +174,14 @@ void pkg_stream_set_hints(pkg_stream_t *s, int width, int height,
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->wlock);
     if (width > 0 && width <= 16384 && height > 0 && height <= 16384) {
         s->hint_w = width;
         s->hint_h = height;
     }
     if (fps > 0 && fps < 1000)
         s->hint_fps = fps;
+    pthread_mutex_unlock(&s->wlock);
 }
 
 /* ---- tracks ----------------------------------------------------------- */
@@ -181,6 +200,7 @@ static pkg_rend_t *rend_new(pkg_media_t m, int index, int64_t first_msn)
     r->pm = r->pn = -1;
     r->last_key_dts = -1;
     r->next_msn = first_msn;
+    r->rung = -1;
     return r;
 }
 
@@ -569,6 +589,7 @@ static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
 }
 
 static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final);
+static void mirror_shed(pkg_stream_t *s, int64_t msn);
 
 /* Publishes the open part (and completes the segment for CUT_SEG). */
 static void do_cut(pkg_stream_t *s, pkg_rend_t *r, int cut)
@@ -604,6 +625,8 @@ static void do_cut(pkg_stream_t *s, pkg_rend_t *r, int cut)
             s->next_msn = msn + 1;
         else
             r->next_msn = msn + 1;
+        if (is_lead(s, r) && r->media == PKG_MEDIA_VIDEO)
+            mirror_shed(s, msn);
     }
     /* the video's part ends are the audio's boundaries */
     if (r->media == PKG_MEDIA_VIDEO && is_lead(s, r) &&
@@ -694,15 +717,21 @@ static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
     pkg_media_t m = r->media;
     if (gap && !r->mux && m == PKG_MEDIA_VIDEO)
         return PD_EINVAL; /* a video init needs a frame (picture size) */
-    bool reinit = !r->mux || (!gap && disc && s->decl_changed[m] &&
-                              (m != PKG_MEDIA_VIDEO || key));
+    bool reinit;
+    if (r->encoded) /* the encoder's configuration, not the source's */
+        reinit = !r->mux || (!gap && r->own_changed && key);
+    else
+        reinit = !r->mux || (!gap && disc && s->decl_changed[m] &&
+                             (m != PKG_MEDIA_VIDEO || key));
     if (reinit) {
-        if (!s->decl_extra[m])
+        const uint8_t *ex = r->encoded ? r->own_extra : s->decl_extra[m];
+        size_t exlen = r->encoded ? r->own_len : s->decl_len[m];
+        if (!ex)
             return PD_EINVAL;
         pkg_cmaf_params_t p = {0};
-        p.codec = s->decl_codec[m];
-        p.extradata = s->decl_extra[m];
-        p.extradata_len = s->decl_len[m];
+        p.codec = r->encoded ? PKG_CODEC_H264 : s->decl_codec[m];
+        p.extradata = ex;
+        p.extradata_len = exlen;
         char cs[32] = "";
         pkg_aac_info_t ai = {0};
         int w = r->width, h = r->height;
@@ -712,8 +741,8 @@ static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
                 return PD_EINVAL;
             if (pkg_h264_size(p.extradata, p.extradata_len, au, au_len, &w,
                               &h) != PD_OK) {
-                w = s->hint_w > 0 ? s->hint_w : r->width;
-                h = s->hint_h > 0 ? s->hint_h : r->height;
+                w = s->hint_w > 0 && !r->encoded ? s->hint_w : r->width;
+                h = s->hint_h > 0 && !r->encoded ? s->hint_h : r->height;
             }
             if (w <= 0 || h <= 0)
                 return PD_EINVAL;
@@ -740,7 +769,10 @@ static int begin_segment(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
         pkg_cmaf_close(&r->mux);
         r->mux = mux;
         r->mux_discont = false; /* a new muxer starts at the first dts */
-        s->decl_changed[m] = false;
+        if (r->encoded)
+            r->own_changed = false;
+        else
+            s->decl_changed[m] = false;
         if (r->cur_init_id != 0 && !disc) {
             disc = true; /* a new init always comes with a discontinuity */
             if (lead)
@@ -1297,7 +1329,491 @@ static int audio_frame(pkg_stream_t *s, pkg_rend_t *a, const pkg_frame_t *f)
 
 /* ---- entry points ----------------------------------------------------- */
 
-int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f)
+
+/* ---- the ladder --------------------------------------------------------
+ *
+ * The ladder is resolved once per stream, at its first video keyframe
+ * (pkg_ladder_select on the source's picture size and onMetaData frame
+ * rate): rung 0 is the lead video rendition (the source passed through,
+ * or the top encoded rung when the ladder has no passthrough rung); every
+ * other rung is a follower rendition fed by the session's transcoder.
+ * Followers decide no segment boundary: each of their frames goes into
+ * the lead's segment that covers the frame's middle (same MSN, same
+ * start, PDT and discontinuity), so segments of every rung cover the same
+ * interval. The transcoder forces IDRs where the lead cuts (the source's
+ * keyframes, or the segment target), so a follower's segment starts with
+ * an IDR. A follower frame the lead has not covered yet waits (bounded:
+ * PKG_FQ_MAX frames / PKG_FQ_BYTES). Parts are cut per rung by the same
+ * rules as the lead's (decide). A rung the transcoder sheds gets gap
+ * segments mirroring the lead's, so its playlist stays valid and players
+ * move to another rung. All of it runs under the writer lock, taken by
+ * the ingest thread and by the transcoder's threads.
+ */
+
+static void fq_pop(pkg_rend_t *r)
+{
+    pkg_vframe_t *e = &r->fq[r->fq_head];
+    r->fq_bytes -= e->len <= r->fq_bytes ? e->len : r->fq_bytes;
+    free(e->data);
+    e->data = NULL;
+    r->fq_head = (r->fq_head + 1) % PKG_FQ_MAX;
+    r->fq_n--;
+}
+
+static int fq_push(pkg_rend_t *r, const uint8_t *data, size_t len,
+                   int64_t dts, int64_t pts, int64_t dur, bool key,
+                   int64_t arrival_us)
+{
+    if (r->fq_n == PKG_FQ_MAX)
+        return PD_ELIMIT;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return PD_ENOMEM;
+    memcpy(copy, data, len);
+    pkg_vframe_t *e = &r->fq[(r->fq_head + r->fq_n) % PKG_FQ_MAX];
+    e->data = copy;
+    e->len = len;
+    e->dts = dts;
+    e->pts = pts;
+    e->dur = dur > 0 ? dur : 1;
+    e->key = key;
+    e->arrival_us = arrival_us;
+    r->fq_n++;
+    r->fq_bytes += len;
+    return PD_OK;
+}
+
+/* What a follower needs of a lead segment (copied: the lead's index may
+ * change while the follower places). */
+typedef struct {
+    int64_t msn, start, dur, pdt_us;
+    bool complete, found;
+    int nparts;
+    int64_t part_dur[PKG_SEG_MAX_PARTS];
+} lead_seg_t;
+
+/* The lead's segment covering ticks t (the latest one starting at or
+ * before t); end_known: t lies inside what the lead has placed. */
+static bool lead_seg_at(pkg_stream_t *s, int64_t t, lead_seg_t *out,
+                        bool *end_known, bool *too_old)
+{
+    pkg_rend_t *l = s->rends[s->lead];
+    *end_known = false;
+    *too_old = false;
+    out->found = false;
+    for (int i = l->nsegs - 1; i >= 0; i--) {
+        const pkg_seg_t *g = l->segs[i];
+        if (g->start > t)
+            continue;
+        out->found = true;
+        out->msn = g->msn;
+        out->start = g->start;
+        out->dur = g->dur;
+        out->pdt_us = g->pdt_us;
+        out->complete = g->complete;
+        int64_t end = g->complete ? g->start + g->dur : l->tl_end;
+        *end_known = t < end;
+        return true;
+    }
+    *too_old = l->nsegs > 0;
+    return false;
+}
+
+/* Copies the lead's segment msn (with its part durations). */
+static bool lead_seg_copy(pkg_stream_t *s, int64_t msn, lead_seg_t *out)
+{
+    const pkg_seg_t *g = pkg_idx_find(s->rends[s->lead], msn);
+    out->found = g != NULL;
+    if (!g)
+        return false;
+    out->msn = g->msn;
+    out->start = g->start;
+    out->dur = g->dur;
+    out->pdt_us = g->pdt_us;
+    out->complete = g->complete;
+    out->nparts = g->nparts;
+    for (int j = 0; j < g->nparts; j++)
+        out->part_dur[j] = g->parts[j].dur;
+    return true;
+}
+
+/* A gap segment on follower r mirroring the lead's complete segment msn
+ * (r has an init and no segment in progress). */
+static void mirror_gap_seg(pkg_stream_t *s, pkg_rend_t *r, int64_t msn)
+{
+    lead_seg_t g;
+    if (r->cur || r->cur_init_id == 0 || msn <= r->last_msn ||
+        !lead_seg_copy(s, msn, &g) || !g.complete || g.nparts == 0)
+        return;
+    bool disc = r->disc_pending && msn >= s->disc_msn;
+    if (disc)
+        r->disc_pending = false;
+    if (!pkg_idx_begin(s, r, msn, g.start, g.pdt_us, disc, r->cur_init_id))
+        return;
+    for (int j = 0; j < g.nparts; j++)
+        pkg_idx_publish(s, r, NULL, g.part_dur[j], 0, false, true, false);
+    pkg_idx_publish(s, r, NULL, 0, 0, false, false, true);
+    r->tl_end = g.start + g.dur;
+    r->mux_discont = true;
+    r->next_msn = msn + 1;
+}
+
+/* The lead completed segment msn: shed followers mirror it. */
+static void mirror_shed(pkg_stream_t *s, int64_t msn)
+{
+    for (int i = 0; i < s->nrends; i++) {
+        pkg_rend_t *r = s->rends[i];
+        if (r->follower && r->shed && r->active) {
+            if (r->cur)
+                do_cut(s, r, CUT_SEG);
+            mirror_gap_seg(s, r, msn);
+        }
+    }
+}
+
+/* Places follower r's queued frame e into the lead's segment g. */
+static void fol_place(pkg_stream_t *s, pkg_rend_t *r, pkg_vframe_t *e,
+                      const lead_seg_t *g)
+{
+    if (r->cur && r->cur->msn != g->msn)
+        do_cut(s, r, CUT_SEG);
+    if (!r->cur) {
+        /* lead segments this rung has no frames for: gap segments */
+        int64_t from = r->last_msn + 1;
+        if (from < g->msn - 64)
+            from = g->msn - 64;
+        for (int64_t m = from; m < g->msn; m++)
+            mirror_gap_seg(s, r, m);
+        if (r->mux && e->dts > g->start + e->dur / 2) /* a late start */
+            put_sample(s, r, g->msn, NULL, 0, g->start, g->start,
+                       e->dts - g->start, false, e->arrival_us, true);
+    } else if (e->dts > r->tl_end + e->dur / 2 && r->mux) {
+        /* a hole inside the segment (the rung's input jumped) */
+        put_sample(s, r, g->msn, NULL, 0, r->tl_end, r->tl_end,
+                   e->dts - r->tl_end, false, e->arrival_us, true);
+    }
+    do_cut(s, r, decide(s, r, e->dts, e->dur, e->key, false));
+    put_sample(s, r, g->msn, e->data, e->len, e->dts, e->pts, e->dur, e->key,
+               e->arrival_us, false);
+    /* ahead of time: the lead's segment ends with this frame */
+    if (g->complete && r->cur &&
+        e->dts + e->dur + e->dur / 2 > g->start + g->dur)
+        do_cut(s, r, CUT_SEG);
+}
+
+/* Places the follower's queued frames the lead has covered. final: the
+ * session ends (what cannot be placed is dropped). */
+static void pump_follower(pkg_stream_t *s, pkg_rend_t *r, bool final)
+{
+    lead_seg_t g;
+    /* bounded: each pass pops a frame or stops */
+    while (r->fq_n > 0) {
+        pkg_vframe_t *e = &r->fq[r->fq_head];
+        bool known = false, old = false;
+        bool full = r->fq_n >= PKG_FQ_MAX || r->fq_bytes > PKG_FQ_BYTES;
+        if (!lead_seg_at(s, e->dts + e->dur / 2, &g, &known, &old)) {
+            if (old || final || full) {
+                fq_pop(r); /* before the lead's first retained segment */
+                continue;
+            }
+            break;
+        }
+        if (!known) {
+            if (!final && !full)
+                break; /* the lead has not decided about it yet */
+            if (!s->logged_ahead && full) {
+                s->logged_ahead = true;
+                PD_LOGW(PKG_MOD, "%s: rendition %s ran %d frames ahead of "
+                        "%s; dropping (logged once)", s->name, r->name,
+                        r->fq_n, s->rends[s->lead]->name);
+            }
+            fq_pop(r);
+            continue;
+        }
+        if (!r->shed)
+            fol_place(s, r, e, &g);
+        fq_pop(r);
+    }
+}
+
+static void pump_followers(pkg_stream_t *s, bool final)
+{
+    for (int i = 0; i < s->nrends; i++)
+        if (s->rends[i]->follower && s->rends[i]->active)
+            pump_follower(s, s->rends[i], final);
+}
+
+/* One encoded frame for follower r (publisher ms timestamps). */
+static int follower_frame(pkg_stream_t *s, pkg_rend_t *r, const pkg_frame_t *f)
+{
+    r->seen = true;
+    r->last_arrival_us = f->arrival_us;
+    if (r->shed)
+        return PD_OK;
+    if (!r->have_held && !r->mux && r->fq_n == 0 && !f->key)
+        return PD_OK; /* a rung starts at an IDR */
+    int64_t dts = 0, gap_from = 0;
+    int m = map_dts(s, r, f->dts_ms, &dts, &gap_from);
+    if (m == MAP_DROP)
+        return PD_OK;
+    int64_t cts = f->cts_ms > 0 ? ms2t(r, f->cts_ms) : 0;
+    if (r->have_held) {
+        int64_t dur = dts - r->held_dts;
+        if (m == MAP_GAP) {
+            dur = gap_from - r->held_dts;
+            if (dur <= 0 || dur > dts - r->held_dts)
+                dur = 1;
+        }
+        if (r->fq_n == PKG_FQ_MAX)
+            pump_follower(s, r, false); /* drops the oldest when full */
+        if (fq_push(r, r->held, r->held_len, r->held_dts, r->held_pts, dur,
+                    r->held_key, r->held_arrival) != PD_OK)
+            log_reject(s, "a rendition's frame queue is full");
+    }
+    int rc = hold(r, f, dts, dts + cts);
+    pump_follower(s, r, false);
+    return rc;
+}
+
+/* ---- transcoder callbacks (transcoder threads) ------------------------ */
+
+static pkg_rend_t *tc_rend(pkg_stream_t *s, int j)
+{
+    if (j < 0 || j >= s->ntc)
+        return NULL;
+    int k = s->tc_rung[j];
+    if (k < 0 || k >= s->nrungs)
+        return NULL;
+    int ri = s->rung_rend[k];
+    return ri >= 0 && ri < s->nrends ? s->rends[ri] : NULL;
+}
+
+static void tc_on_config(void *opaque, int j, const uint8_t *extra,
+                         size_t len)
+{
+    pkg_stream_t *s = opaque;
+    pthread_mutex_lock(&s->wlock);
+    pkg_rend_t *r = tc_rend(s, j);
+    char cs[32];
+    if (r && extra && len > 0 && len <= PKG_MAX_EXTRADATA &&
+        pkg_h264_codecs(extra, len, cs, sizeof(cs)) == PD_OK &&
+        !(r->own_extra && r->own_len == len &&
+          memcmp(r->own_extra, extra, len) == 0)) {
+        uint8_t *copy = malloc(len);
+        if (copy) {
+            memcpy(copy, extra, len);
+            free(r->own_extra);
+            r->own_extra = copy;
+            r->own_len = len;
+            r->own_changed = true;
+        }
+    }
+    pthread_mutex_unlock(&s->wlock);
+}
+
+static void tc_on_frame(void *opaque, const pkg_tc_out_t *o)
+{
+    pkg_stream_t *s = opaque;
+    if (o->rung == PKG_TC_AUDIO || !o->data || o->len == 0 ||
+        o->len > PKG_MAX_FRAME)
+        return;
+    pthread_mutex_lock(&s->wlock);
+    pkg_rend_t *r = tc_rend(s, o->rung);
+    if (r && r->active && r->own_extra) {
+        pkg_frame_t f = {0};
+        f.media = PKG_MEDIA_VIDEO;
+        f.dts_ms = o->dts_ms;
+        f.cts_ms = o->cts_ms;
+        f.key = o->key;
+        f.data = o->data;
+        f.len = o->len;
+        f.arrival_us = o->arrival_us;
+        if (r->follower) {
+            follower_frame(s, r, &f);
+        } else {
+            video_frame(s, r, &f);
+            pump_followers(s, false);
+        }
+    }
+    pthread_mutex_unlock(&s->wlock);
+}
+
+static void tc_on_event(void *opaque, int j, pkg_tc_event_t ev)
+{
+    pkg_stream_t *s = opaque;
+    pthread_mutex_lock(&s->wlock);
+    pkg_rend_t *r = tc_rend(s, j);
+    if (r) {
+        pthread_mutex_lock(&s->lock);
+        if (ev == PKG_TC_EV_SHED && r->follower)
+            r->shed = true;
+        else if (ev == PKG_TC_EV_DROPPING)
+            r->dropping = true;
+        pthread_mutex_unlock(&s->lock);
+        if (ev == PKG_TC_EV_SHED && r->follower) {
+            PD_LOGW(PKG_MOD, "%s: rendition %s shed (the machine cannot "
+                    "encode every rung in real time); its playlist gets "
+                    "gap segments", s->name, r->name);
+            if (r->cur)
+                do_cut(s, r, CUT_SEG);
+        }
+    }
+    pthread_mutex_unlock(&s->wlock);
+}
+
+/* Resolves the ladder at the stream's first video keyframe f. */
+static void ladder_fix(pkg_stream_t *s, pkg_rend_t *lead, const pkg_frame_t *f)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    s->ladder_fixed = true;
+    int w = 0, h = 0;
+    if (pkg_h264_size(s->decl_extra[PKG_MEDIA_VIDEO],
+                      s->decl_len[PKG_MEDIA_VIDEO], f->data, f->len, &w,
+                      &h) != PD_OK) {
+        w = s->hint_w;
+        h = s->hint_h;
+    }
+    pkg_rung_t rungs[PD_LADDER_MAX];
+    int n = 0;
+    if (w <= 0 || h <= 0 ||
+        pkg_ladder_select(cfg, w, h, 1, 1, s->hint_fps, rungs, &n) != PD_OK ||
+        n < 1 || n > PD_LADDER_MAX) {
+        memset(rungs, 0, sizeof(rungs[0]));
+        snprintf(rungs[0].name, sizeof(rungs[0].name), "source");
+        rungs[0].passthrough = true;
+        rungs[0].width = w;
+        rungs[0].height = h;
+        n = 1;
+        PD_LOGW(PKG_MOD, "%s: source size unknown; no transcoding ladder",
+                s->name);
+    }
+    if (s->nrends + n - 1 > PKG_MAX_RENDS)
+        n = PKG_MAX_RENDS - s->nrends + 1;
+    pkg_rend_t *nr[PD_LADDER_MAX] = {0};
+    int made = 1;
+    for (int i = 1; i < n; i++) {
+        nr[i] = rend_new(PKG_MEDIA_VIDEO, s->nrends + i - 1, s->next_msn);
+        if (!nr[i])
+            break;
+        made++;
+    }
+    pthread_mutex_lock(&s->lock);
+    snprintf(lead->name, sizeof(lead->name), "%s", rungs[0].name);
+    lead->rung = 0;
+    lead->encoded = !rungs[0].passthrough;
+    if (lead->encoded) {
+        lead->width = rungs[0].width;
+        lead->height = rungs[0].height;
+    }
+    s->rung_rend[0] = s->lead;
+    for (int i = 1; i < made; i++) {
+        pkg_rend_t *r = nr[i];
+        snprintf(r->name, sizeof(r->name), "%s", rungs[i].name);
+        r->follower = true;
+        r->encoded = true;
+        r->rung = i;
+        r->width = rungs[i].width;
+        r->height = rungs[i].height;
+        r->offset_ms = lead->offset_ms;
+        r->active = true;
+        r->index = s->nrends;
+        s->rung_rend[i] = s->nrends;
+        s->rends[s->nrends++] = r;
+    }
+    memcpy(s->rungs, rungs, sizeof(rungs[0]) * (size_t)made);
+    s->nrungs = made;
+    s->ntc = 0;
+    for (int i = 0; i < made; i++)
+        if (!rungs[i].passthrough)
+            s->tc_rung[s->ntc++] = i;
+    pthread_mutex_unlock(&s->lock);
+    char list[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < made && used < sizeof(list); i++)
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s %dx%d",
+                                 i ? ", " : "", rungs[i].name,
+                                 rungs[i].width, rungs[i].height);
+    PD_LOGI(PKG_MOD, "%s: source %dx%d; renditions: %s", s->name, w, h, list);
+}
+
+/* Starts this session's transcoder (at a video keyframe). */
+static void tc_start(pkg_stream_t *s)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    pkg_rung_t enc[PD_LADDER_MAX];
+    for (int j = 0; j < s->ntc; j++)
+        enc[j] = s->rungs[s->tc_rung[j]];
+    pkg_tc_params_t p = {0};
+    p.stream = s->name;
+    p.rungs = enc;
+    p.nrungs = s->ntc;
+    p.idr_follow_source = s->nrungs > 0 && s->rungs[0].passthrough;
+    p.idr_interval_ms = cfg->segment_target_ms;
+    p.preset = cfg->x264_preset;
+    p.encoder_threads = cfg->encoder_threads;
+    p.decode_threads = cfg->decode_threads;
+    p.shed_largest_first = strcmp(cfg->shed_order, "smallest") != 0;
+    p.audio_rate = 48000;
+    p.audio_channels = 2;
+    p.audio_bitrate_kbps = cfg->audio_bitrate_kbps;
+    pkg_tc_cb_t cb = {s, tc_on_config, tc_on_frame, tc_on_event};
+    int rc = pkg_tc_create(&p, &cb, &s->tc);
+    if (rc != PD_OK) {
+        s->tc = NULL;
+        s->tc_failed = true;
+        if (!s->logged_tc) {
+            s->logged_tc = true;
+            PD_LOGE(PKG_MOD, "%s: cannot start the transcoder (%d); the "
+                    "encoded renditions get gap segments", s->name, rc);
+        }
+        for (int j = 0; j < s->ntc; j++) {
+            pkg_rend_t *r = tc_rend(s, j);
+            if (r && r->follower)
+                r->shed = true;
+        }
+        return;
+    }
+    pkg_tc_video_config(s->tc, s->decl_extra[PKG_MEDIA_VIDEO],
+                        s->decl_len[PKG_MEDIA_VIDEO]);
+}
+
+/* One source video frame: the passthrough lead and the transcoder. */
+static int source_video(pkg_stream_t *s, pkg_rend_t *lead,
+                        const pkg_frame_t *f)
+{
+    if (!s->ladder_fixed) {
+        if (!f->key) { /* a stream starts at a keyframe */
+            lead->seen = true; /* (the audio waits for it) */
+            lead->last_arrival_us = f->arrival_us;
+            return PD_OK;
+        }
+        ladder_fix(s, lead, f);
+    }
+    if (lead->encoded) { /* the source itself is not packaged */
+        lead->seen = true;
+        lead->last_arrival_us = f->arrival_us;
+    }
+    if (s->ntc > 0 && !s->tc && f->key && !s->tc_failed)
+        tc_start(s);
+    if (s->tc)
+        pkg_tc_video(s->tc, f);
+    int rc = PD_OK;
+    if (!lead->encoded)
+        rc = video_frame(s, lead, f);
+    pump_followers(s, false);
+    return rc;
+}
+
+pkg_tc_t *pkg_writer_take_tc(pkg_stream_t *s)
+{
+    pthread_mutex_lock(&s->wlock);
+    pkg_tc_t *tc = s->tc;
+    s->tc = NULL;
+    pthread_mutex_unlock(&s->wlock);
+    return tc;
+}
+
+static int stream_write(pkg_stream_t *s, const pkg_frame_t *f)
 {
     if (!s || !f)
         return PD_EINVAL;
@@ -1319,8 +1835,18 @@ int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f)
     pkg_rend_t *r = rend_of(s, f->media);
     if (!r || !r->active)
         return PD_OK; /* a track not declared at the first frame */
-    return f->media == PKG_MEDIA_VIDEO ? video_frame(s, r, f)
+    return f->media == PKG_MEDIA_VIDEO ? source_video(s, r, f)
                                        : audio_frame(s, r, f);
+}
+
+int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f)
+{
+    if (!s)
+        return PD_EINVAL;
+    pthread_mutex_lock(&s->wlock);
+    int rc = stream_write(s, f);
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
 }
 
 /* 10 a: the video of this session never started (declared, no keyframe
@@ -1367,6 +1893,20 @@ void pkg_writer_finish(pkg_stream_t *s)
     }
     if (v && v->cur)
         do_cut(s, v, CUT_SEG);
+    for (int i = 0; i < s->nrends; i++) {
+        pkg_rend_t *r = s->rends[i];
+        if (!r->follower || !r->active)
+            continue;
+        if (r->have_held) {
+            int64_t dur = r->last_dur > 0 ? r->last_dur : nominal_dur(r);
+            fq_push(r, r->held, r->held_len, r->held_dts, r->held_pts, dur,
+                    r->held_key, r->held_arrival);
+            r->have_held = false;
+        }
+        pump_follower(s, r, true);
+        if (r->cur)
+            do_cut(s, r, CUT_SEG);
+    }
     if (a) {
         pump_audio(s, a, true);
         /* 10 a: the video ran past the audio (its last frames never
@@ -1401,6 +1941,14 @@ void pkg_writer_finish(pkg_stream_t *s)
             aq_pop(r);
         r->aq_head = 0;
         r->aq_bytes = 0;
+        while (r->fq_n > 0)
+            fq_pop(r);
+        r->fq_head = 0;
+        r->fq_bytes = 0;
+        r->shed = false;
+        r->dropping = false;
+        if (r->encoded)
+            r->own_changed = true; /* the next session's encoder: new init */
         r->have_held = false;
         r->part_open = false;
         r->part_gap = false;
@@ -1421,6 +1969,7 @@ void pkg_writer_finish(pkg_stream_t *s)
         if (s->rends[i]->next_msn < s->next_msn)
             s->rends[i]->next_msn = s->next_msn;
     s->tracks_fixed = false;
+    s->tc_failed = false;
     s->declared[0] = s->declared[1] = false;
     s->rebase_next = true;
     s->disc_next = s->nrends > 0;
@@ -1430,6 +1979,10 @@ void pkg_writer_free_rend(pkg_rend_t *r)
 {
     while (r->aq_n > 0)
         aq_pop(r);
+    while (r->fq_n > 0)
+        fq_pop(r);
+    free(r->own_extra);
+    r->own_extra = NULL;
     free(r->held);
     r->held = NULL;
     r->held_cap = 0;

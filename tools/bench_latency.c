@@ -818,7 +818,7 @@ static int64_t *g_frame_us;      /* send time of video frame i */
 static atomic_size_t g_nframes;  /* frames sent */
 static int64_t g_timescale = -1; /* video track timescale (its init) */
 
-static char g_base[256];         /* http://127.0.0.1:P/live/NAME/video/ */
+static char g_base[256];         /* http://127.0.0.1:P/live/NAME/source/ */
 static char g_map_uri[128];      /* the first EXT-X-MAP URI seen (g_mu) */
 
 /* follower statistics */
@@ -1396,7 +1396,7 @@ int main(int argc, char **argv)
     g_frame_us = calloc(MAX_FRAMES, sizeof(*g_frame_us));
     if (!g_parts || !g_frame_us)
         return 1;
-    snprintf(g_base, sizeof(g_base), "http://127.0.0.1:%d/live/%s/video/",
+    snprintf(g_base, sizeof(g_base), "http://127.0.0.1:%d/live/%s/source/",
              http_port, name);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 

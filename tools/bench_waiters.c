@@ -230,7 +230,7 @@ static int get_plinfo(plinfo_t *pi)
 {
     static char buf[PL_MAX];
     char path[256];
-    snprintf(path, sizeof(path), "/live/%s/video/index.m3u8", g_name);
+    snprintf(path, sizeof(path), "/live/%s/source/index.m3u8", g_name);
     int st = control_get(path, buf, sizeof(buf));
     if (st != 200)
         return -1;
@@ -413,7 +413,7 @@ static int run_round(conn_t *cs, size_t n, int64_t msn, int64_t part,
     memset(r, 0, sizeof(*r));
     char req[512];
     int l = snprintf(req, sizeof(req),
-                     "GET /live/%s/video/index.m3u8?_HLS_msn=%" PRId64
+                     "GET /live/%s/source/index.m3u8?_HLS_msn=%" PRId64
                      "&_HLS_part=%" PRId64 " HTTP/1.1\r\n"
                      "Host: 127.0.0.1:%d\r\n\r\n", g_name, msn, part, g_port);
     if (l < 0 || (size_t)l >= sizeof(req))
@@ -618,7 +618,7 @@ int main(int argc, char **argv)
             break;
         if (now_us() > dl) {
             fprintf(stderr, "bench_waiters: no live playlist with complete "
-                            "segments at /live/%s/video/index.m3u8\n", g_name);
+                            "segments at /live/%s/source/index.m3u8\n", g_name);
             return 1;
         }
         usleep(100000);

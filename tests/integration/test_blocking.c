@@ -47,7 +47,7 @@ static int port(void)
 
 static void vpath(char *out, size_t len)
 {
-    tl_playlist_path(out, len, NAME, "video");
+    tl_playlist_path(out, len, NAME, "source");
 }
 
 /* Index in m.parts of the part with that URI, or -1. */
@@ -410,17 +410,17 @@ START_TEST(test_not_found)
     const tl_part_t *lp = tl_m3u8_last_part(&m);
     char p[12][400];
     int n = 0;
-    snprintf(p[n++], 400, "/live/%s/video/%lld.%d.m4s", NAME,
+    snprintf(p[n++], 400, "/live/%s/source/%lld.%d.m4s", NAME,
              (long long)lp->msn, lp->index + 50);
-    snprintf(p[n++], 400, "/live/%s/video/%lld.m4s", NAME, last + 50);
+    snprintf(p[n++], 400, "/live/%s/source/%lld.m4s", NAME, last + 50);
     snprintf(p[n++], 400, "/live/%s/audio/%lld.m4s", NAME, last + 50);
-    snprintf(p[n++], 400, "/live/%s/video/0.m4s", NAME);
-    snprintf(p[n++], 400, "/live/%s/video/0.0.m4s", NAME);
-    snprintf(p[n++], 400, "/live/%s/video/init-77.mp4", NAME);
+    snprintf(p[n++], 400, "/live/%s/source/0.m4s", NAME);
+    snprintf(p[n++], 400, "/live/%s/source/0.0.m4s", NAME);
+    snprintf(p[n++], 400, "/live/%s/source/init-77.mp4", NAME);
     snprintf(p[n++], 400, "/live/%s/nosuch/index.m3u8", NAME);
     snprintf(p[n++], 400, "/live/nosuchstream/index.m3u8");
-    snprintf(p[n++], 400, "/live/nosuchstream/video/index.m3u8?_HLS_msn=5");
-    snprintf(p[n++], 400, "/live/nosuchstream/video/1.m4s");
+    snprintf(p[n++], 400, "/live/nosuchstream/source/index.m3u8?_HLS_msn=5");
+    snprintf(p[n++], 400, "/live/nosuchstream/source/1.m4s");
     snprintf(p[n++], 400, "/nothing/here");
     int failures = 0;
     for (int i = 0; i < n; i++) {
@@ -544,7 +544,7 @@ START_TEST(test_hold_timeout_503)
     int hp = f.podium.http_port;
     tl_pub_stop(&f.pub, SIGTERM);
     char vp[256], ap[256];
-    tl_playlist_path(vp, sizeof(vp), "gone", "video");
+    tl_playlist_path(vp, sizeof(vp), "gone", "source");
     tl_playlist_path(ap, sizeof(ap), "gone", "audio");
     tl_m3u8_t m;
     wait_quiet(hp, vp, &m);
@@ -622,7 +622,7 @@ START_TEST(test_sigterm_while_held)
         tl_fixture_start(&f, "sigterm", sets, "term", 2000, 0, 1, 60000) == 0);
     int hp = f.podium.http_port;
     char vp[256], ap[256];
-    tl_playlist_path(vp, sizeof(vp), "term", "video");
+    tl_playlist_path(vp, sizeof(vp), "term", "source");
     tl_playlist_path(ap, sizeof(ap), "term", "audio");
     tl_m3u8_t m;
     tl_fetch_m3u8_ok(hp, vp, &m, NULL);

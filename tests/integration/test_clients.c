@@ -142,7 +142,7 @@ static void gst_publish(const char *sink, const char *name)
     argv[2] = cmd;
     pid_t pid = spawn(argv, log);
     ck_assert_int_gt(pid, 0);
-    check_stream(name, "video", "avc1.", "h264", pid, log);
+    check_stream(name, "source", "avc1.", "h264", pid, log);
     check_stream(name, "audio", "mp4a.40.2", "aac", pid, log);
     stop(pid);
 }
@@ -208,7 +208,7 @@ static void ffmpeg_publish(const char *name, bool video, bool audio, int bf)
     pid_t pid = spawn(argv, log);
     ck_assert_int_gt(pid, 0);
     if (video)
-        check_stream(name, "video", "avc1.", "h264", pid, log);
+        check_stream(name, "source", "avc1.", "h264", pid, log);
     if (audio)
         check_stream(name, "audio", "mp4a.40.2", "aac", pid, log);
     if (!audio || !video) {

@@ -330,7 +330,7 @@ static char *gz_playlist(const tl_resp_t *r, const char *what, tl_m3u8_t *m)
 
 static void vpath(char *out, size_t len)
 {
-    tl_playlist_path(out, len, NAME, "video");
+    tl_playlist_path(out, len, NAME, "source");
 }
 
 /* The part two ahead of the last one listed in the playlist at path: a

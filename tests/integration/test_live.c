@@ -338,7 +338,7 @@ static void check_media_playlist(const char *rendition, const char *other)
         ck_assert_msg(fabs(sum - s->duration) <= tol,
                       "E5: parts of MSN %lld sum to %.5f, EXTINF %.5f",
                       (long long)s->msn, sum, s->duration);
-        if (strcmp(rendition, "video") == 0)
+        if (strcmp(rendition, "source") == 0)
             ck_assert_msg(m.parts[s->first_part].independent,
                           "E6: first part of MSN %lld (starts with the "
                           "segment's IDR) lacks INDEPENDENT=YES",
@@ -387,13 +387,13 @@ static void check_media_playlist(const char *rendition, const char *other)
 
 START_TEST(test_media_playlist_video)
 {
-    check_media_playlist("video", "audio");
+    check_media_playlist("source", "audio");
 }
 END_TEST
 
 START_TEST(test_media_playlist_audio)
 {
-    check_media_playlist("audio", "video");
+    check_media_playlist("audio", "source");
 }
 END_TEST
 
@@ -402,7 +402,7 @@ END_TEST
 START_TEST(test_renditions_agree)
 {
     char vp[256], ap[256], q[700];
-    path_of(vp, sizeof(vp), "video");
+    path_of(vp, sizeof(vp), "source");
     path_of(ap, sizeof(ap), "audio");
     tl_m3u8_t v, a;
     tl_fetch_m3u8_ok(port(), vp, &v, NULL);
@@ -522,7 +522,7 @@ static void check_stable(const tl_m3u8_t *a, const tl_m3u8_t *b)
 START_TEST(test_playlist_advances)
 {
     char vp[256];
-    path_of(vp, sizeof(vp), "video");
+    path_of(vp, sizeof(vp), "source");
     tl_m3u8_t m1, m2, m3;
     tl_fetch_m3u8_ok(port(), vp, &m1, NULL);
     int64_t last1 = tl_m3u8_last_msn(&m1);
@@ -627,7 +627,7 @@ START_TEST(test_headers)
 {
     char vp[256], mv[256], ap[256], url[512];
     char v[256];
-    path_of(vp, sizeof(vp), "video");
+    path_of(vp, sizeof(vp), "source");
     path_of(ap, sizeof(ap), "audio");
     path_of(mv, sizeof(mv), NULL);
     tl_m3u8_t m;
@@ -774,7 +774,7 @@ static void compare_delta(const tl_m3u8_t *full, const tl_m3u8_t *d)
 START_TEST(test_skip_delta)
 {
     char vp[256];
-    path_of(vp, sizeof(vp), "video");
+    path_of(vp, sizeof(vp), "source");
     tl_m3u8_t cur;
     tl_fetch_m3u8_ok(port(), vp, &cur, NULL);
     ck_assert_msg(tl_attr(&cur.server_control, "CAN-SKIP-UNTIL"),
@@ -824,7 +824,7 @@ END_TEST
 START_TEST(test_skip_blocking)
 {
     char vp[256], q[400];
-    path_of(vp, sizeof(vp), "video");
+    path_of(vp, sizeof(vp), "source");
     tl_m3u8_t cur, d;
     tl_fetch_m3u8_ok(port(), vp, &cur, NULL);
     const tl_part_t *lp = tl_m3u8_last_part(&cur);

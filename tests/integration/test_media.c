@@ -60,7 +60,7 @@ static void load(rend_t *r, const char *rendition)
 {
     memset(r, 0, sizeof(*r));
     r->rendition = rendition;
-    r->video = strcmp(rendition, "video") == 0;
+    r->video = strcmp(rendition, "source") == 0;
     tl_playlist_path(r->path, sizeof(r->path), NAME, rendition);
     tl_fetch_m3u8_ok(port(), r->path, &r->m, NULL);
     char ip[512];
@@ -127,7 +127,7 @@ static void check_init(const char *rendition)
 
 START_TEST(test_init_video)
 {
-    check_init("video");
+    check_init("source");
 }
 END_TEST
 
@@ -184,7 +184,7 @@ static void check_segments(const char *rendition)
 
 START_TEST(test_segments_decode_video)
 {
-    check_segments("video");
+    check_segments("source");
 }
 END_TEST
 
@@ -287,7 +287,7 @@ static void check_parts(const char *rendition)
 
 START_TEST(test_parts_decode_video)
 {
-    check_parts("video");
+    check_parts("source");
 }
 END_TEST
 
@@ -359,7 +359,7 @@ static void check_segment_vs_parts(const char *rendition)
 
 START_TEST(test_segment_equals_parts_video)
 {
-    check_segment_vs_parts("video");
+    check_segment_vs_parts("source");
 }
 END_TEST
 
@@ -401,7 +401,7 @@ static int load_ts(const rend_t *r, first_ts_t *out, int max)
 START_TEST(test_timestamps)
 {
     rend_t v, a;
-    load(&v, "video");
+    load(&v, "source");
     /* The same state for audio: block until it has video's last part. */
     const tl_part_t *lp = tl_m3u8_last_part(&v.m);
     memset(&a, 0, sizeof(a));
@@ -491,7 +491,7 @@ START_TEST(test_ffmpeg_reads_ended_stream)
     ck_assert_msg(WIFEXITED(f.pub.status) && WEXITSTATUS(f.pub.status) == 0,
                   "publisher failed (wait status %d)", f.pub.status);
     char vp[256], ap[256], mv[256];
-    tl_playlist_path(vp, sizeof(vp), "vod", "video");
+    tl_playlist_path(vp, sizeof(vp), "vod", "source");
     tl_playlist_path(ap, sizeof(ap), "vod", "audio");
     tl_playlist_path(mv, sizeof(mv), "vod", NULL);
     int64_t t0 = tl_now_ms();

@@ -55,7 +55,7 @@ static int port(void)
 static int64_t last_msn_of(const char *name)
 {
     char p[256];
-    tl_playlist_path(p, sizeof(p), name, "video");
+    tl_playlist_path(p, sizeof(p), name, "source");
     tl_m3u8_t m;
     tl_fetch_m3u8_ok(port(), p, &m, NULL);
     int64_t l = tl_m3u8_last_msn(&m);
@@ -68,7 +68,7 @@ static void assert_advances(const char *name, int n, int timeout_ms,
                             const char *why)
 {
     char p[256];
-    tl_playlist_path(p, sizeof(p), name, "video");
+    tl_playlist_path(p, sizeof(p), name, "source");
     int64_t l = last_msn_of(name);
     int64_t t0 = tl_now_ms();
     int rc = tl_wait_msn_above(port(), p, l + n - 1, timeout_ms);
@@ -86,7 +86,7 @@ START_TEST(test_two_publishers)
     ck_assert(
         tl_pub_start(&two, F.dir, F.podium.rtmp_port, "second", 1000, 0) == 0);
     char p[256];
-    tl_playlist_path(p, sizeof(p), "second", "video");
+    tl_playlist_path(p, sizeof(p), "second", "source");
     int rc = tl_wait_segments(port(), p, 3, 30000);
     if (rc != 0)
         tl_print_tail(two.log, 10, "  ffmpeg | ");
@@ -125,7 +125,7 @@ START_TEST(test_second_publisher_refused)
     assert_advances(MAIN, 2, 10000, "after the refused publisher");
     /* The refused attempt left no mark on the live stream. */
     char p[256];
-    tl_playlist_path(p, sizeof(p), MAIN, "video");
+    tl_playlist_path(p, sizeof(p), MAIN, "source");
     tl_m3u8_t m;
     tl_fetch_m3u8_ok(port(), p, &m, NULL);
     for (int i = 0; i < m.nsegs; i++)
@@ -291,7 +291,7 @@ START_TEST(test_reconnect_in_grace)
     tl_pub_t p1, p2;
     ck_assert(tl_pub_start(&p1, F.dir, F.podium.rtmp_port, name, 1000, 0) == 0);
     char vp[256], ap[256];
-    tl_playlist_path(vp, sizeof(vp), name, "video");
+    tl_playlist_path(vp, sizeof(vp), name, "source");
     tl_playlist_path(ap, sizeof(ap), name, "audio");
     ck_assert_msg(tl_wait_segments(port(), vp, 3, 30000) == 0,
                   "first session never got 3 segments");
@@ -394,7 +394,7 @@ START_TEST(test_end_after_grace)
                   "publisher with -t 3 still running");
     int64_t t_end = tl_now_ms();
     char vp[256], ap[256];
-    tl_playlist_path(vp, sizeof(vp), name, "video");
+    tl_playlist_path(vp, sizeof(vp), name, "source");
     tl_playlist_path(ap, sizeof(ap), name, "audio");
     tl_m3u8_t during;
     tl_fetch_m3u8_ok(port(), vp, &during, NULL);
@@ -459,7 +459,7 @@ START_TEST(test_stream_key_not_logged)
     tl_pub_t p;
     ck_assert(tl_pub_start(&p, F.dir, F.podium.rtmp_port, name, 1000, 0) == 0);
     char vp[256];
-    tl_playlist_path(vp, sizeof(vp), "keyed", "video");
+    tl_playlist_path(vp, sizeof(vp), "keyed", "source");
     int rc = tl_wait_segments(port(), vp, 1, 20000);
     if (rc != 0)
         tl_print_tail(p.log, 5, "  ffmpeg | ");

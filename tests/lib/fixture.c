@@ -59,7 +59,7 @@ int tl_fixture_start(tl_fixture_t *f, const char *tag, const char *const *sets,
     }
     if (min_segments > 0) {
         char path[256];
-        tl_playlist_path(path, sizeof(path), name, "video");
+        tl_playlist_path(path, sizeof(path), name, "source");
         int64_t t0 = tl_now_ms();
         const char *why = NULL;
         for (;;) {

@@ -46,6 +46,10 @@ static pd_config_t cfg;
 static void setup(void)
 {
     pd_config_defaults(&cfg);
+    /* the packager alone: the source passed through, named "video" here
+     * (the ladder and its names: test_ladder and the integration tests) */
+    cfg.transcode = 0;
+    snprintf(cfg.ladder[0].name, sizeof(cfg.ladder[0].name), "video");
     pd_log_set_level(PD_LOG_WARN);
     av_log_set_level(AV_LOG_QUIET); /* dummy frames upset the parser */
 }
@@ -773,7 +777,7 @@ START_TEST(lookup_objects)
     ck_assert_ptr_nonnull(js);
     const char *want = "[{\"name\":\"live/obj\",\"state\":\"live\",\"url\":"
                        "\"/live/obj/index.m3u8\",\"renditions\":[\"video\","
-                       "\"audio\"]}]";
+                       "\"audio\"],\"shed\":[],\"dropping\":[]}]";
     ck_assert_uint_eq(js->len, strlen(want));
     ck_assert_mem_eq(js->data, want, js->len);
     pd_buf_unref(&js);

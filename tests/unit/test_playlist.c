@@ -368,11 +368,17 @@ static char *render_mv(const pl_mv_t *mv)
 
 START_TEST(multivariant_av)
 {
-    pl_mv_t mv = {.has_video = true, .has_audio = true,
-                  .video_codecs = "avc1.64001f", .audio_codecs = "mp4a.40.2",
-                  .width = 1280, .height = 720, .fps = 29.97,
-                  .bandwidth = 2500000, .avg_bandwidth = 2000000,
-                  .audio_channels = 2, .independent = true};
+    pl_variant_t var[] = {
+        {.name = "source", .codecs = "avc1.64001f", .width = 1280,
+         .height = 720, .fps = 29.97, .bandwidth = 2500000,
+         .avg_bandwidth = 2000000},
+        {.name = "360p", .codecs = "avc1.4d401e", .width = 640,
+         .height = 360, .fps = 30, .bandwidth = 900000,
+         .avg_bandwidth = 850000},
+    };
+    pl_mv_t mv = {.variants = var, .nvariants = 2, .has_audio = true,
+                  .audio_codecs = "mp4a.40.2", .audio_channels = 2,
+                  .independent = true};
     char *t = render_mv(&mv);
     static const char *const want[] = {
         "#EXTM3U",
@@ -384,7 +390,11 @@ START_TEST(multivariant_av)
         "#EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,"
         "CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,"
         "FRAME-RATE=29.970,AUDIO=\"audio\"",
-        "video/index.m3u8",
+        "source/index.m3u8",
+        "#EXT-X-STREAM-INF:BANDWIDTH=900000,AVERAGE-BANDWIDTH=850000,"
+        "CODECS=\"avc1.4d401e,mp4a.40.2\",RESOLUTION=640x360,"
+        "FRAME-RATE=30.000,AUDIO=\"audio\"",
+        "360p/index.m3u8",
         NULL,
     };
     expect_lines(t, want);
@@ -394,10 +404,10 @@ END_TEST
 
 START_TEST(multivariant_video_only)
 {
-    pl_mv_t mv = {.has_video = true, .video_codecs = "avc1.42c01e",
-                  .width = 320, .height = 240, .fps = 25,
-                  .bandwidth = 300000, .avg_bandwidth = 250000,
-                  .independent = true};
+    pl_variant_t var = {.name = "video", .codecs = "avc1.42c01e",
+                        .width = 320, .height = 240, .fps = 25,
+                        .bandwidth = 300000, .avg_bandwidth = 250000};
+    pl_mv_t mv = {.variants = &var, .nvariants = 1, .independent = true};
     char *t = render_mv(&mv);
     static const char *const want[] = {
         "#EXTM3U",
@@ -502,10 +512,11 @@ END_TEST
 START_TEST(multivariant_not_independent)
 {
     /* a segment began at a non-keyframe: no EXT-X-INDEPENDENT-SEGMENTS */
-    pl_mv_t mv = {.has_video = true, .has_audio = true,
-                  .video_codecs = "avc1.42c01e", .audio_codecs = "mp4a.40.2",
-                  .bandwidth = 300000, .avg_bandwidth = 250000,
-                  .audio_channels = 1, .independent = false};
+    pl_variant_t var = {.name = "video", .codecs = "avc1.42c01e",
+                        .bandwidth = 300000, .avg_bandwidth = 250000};
+    pl_mv_t mv = {.variants = &var, .nvariants = 1, .has_audio = true,
+                  .audio_codecs = "mp4a.40.2", .audio_channels = 1,
+                  .independent = false};
     char *t = render_mv(&mv);
     ck_assert_ptr_null(strstr(t, "INDEPENDENT-SEGMENTS"));
     ck_assert_ptr_nonnull(strstr(t, "AUTOSELECT=YES,CHANNELS=\"1\",URI="));
