@@ -288,7 +288,9 @@ void rtmp_hs_thread_done(void);
 
 enum {
     FLV_CODEC_H264 = 7, /* video codec id */
-    FLV_SOUND_AAC = 10, /* audio sound format */
+    FLV_SOUND_MP3 = 2,  /* audio sound formats */
+    FLV_SOUND_AAC = 10,
+    FLV_SOUND_MP3_8K = 14,
     FLV_FRAME_KEY = 1,
     FLV_FRAME_COMMAND = 5, /* video info/command frame, no picture */
     FLV_AVC_SEQ_HEADER = 0,

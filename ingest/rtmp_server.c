@@ -131,6 +131,7 @@ struct conn_s {
     int hint_w, hint_h; /* onMetaData, pixels (0 unknown) */
     double hint_fps;    /* onMetaData, frames per second */
     bool warned_vcodec, warned_acodec, warned_aggr, warned_vcfg, warned_acfg;
+    bool mp3_declared;       /* MP3 audio declared to the packager */
     bool warned_data;
 };
 
@@ -759,6 +760,24 @@ static int on_audio(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
     if (flv_parse_audio(m->payload, m->len, &a)) {
         set_reason(c, "protocol: truncated audio tag (%u bytes)", m->len);
         return PD_EPROTO;
+    }
+    if (a.sound_format == FLV_SOUND_MP3 || a.sound_format == FLV_SOUND_MP3_8K) {
+        /* no sequence header: the packager re-encodes it to AAC */
+        if (!c->mp3_declared) {
+            c->mp3_declared = true;
+            int rc = pkg_stream_set_config(c->stream, PKG_MEDIA_AUDIO,
+                                           PKG_CODEC_MP3, NULL, 0);
+            if (rc && !c->warned_acfg) {
+                c->warned_acfg = true;
+                PD_LOGW(MOD, "%s %s: MP3 audio refused: %s", c->peer,
+                        c->name, pd_strerror(rc));
+            }
+        }
+        if (a.len == 0)
+            return 0;
+        int64_t dts = flv_ts_unwrap(&c->ts_audio, &c->ts_video, m->timestamp);
+        return write_frame(c, PKG_MEDIA_AUDIO, dts, 0, true, a.data, a.len,
+                           arrival);
     }
     if (a.sound_format != FLV_SOUND_AAC) {
         if (!c->warned_acodec) {

@@ -60,6 +60,8 @@ typedef enum {
     PKG_CODEC_NONE = 0,
     PKG_CODEC_H264, /* extradata: avcC (AVCDecoderConfigurationRecord) */
     PKG_CODEC_AAC,  /* extradata: AudioSpecificConfig */
+    PKG_CODEC_MP3,  /* no extradata (NULL, 0); frames: MP3 frames. The
+                       packager re-encodes it to AAC */
 } pkg_codec_t;
 
 /* One compressed frame as ingest received it. All fields borrowed for the
@@ -90,8 +92,11 @@ int pkg_publish(pkg_t *pkg, const char *name, const char *peer,
  * called again mid-stream; a changed configuration starts a new segment
  * with a discontinuity. Tracks are fixed when the first frame is written:
  * a track whose configuration was not declared by then is ignored.
- * Returns PD_EUNSUP for codecs other than H.264/AAC, PD_EINVAL for
- * unusable extradata. Borrows extradata. */
+ * The audio rendition is AAC at the sample rate of the stream's first
+ * audio: AAC at that rate passes through; MP3, or AAC at another rate (a
+ * later publisher), is re-encoded to it (the first audio being MP3: AAC
+ * at 48 kHz). Returns PD_EUNSUP for codecs other than H.264/AAC/MP3,
+ * PD_EINVAL for unusable extradata. Borrows extradata. */
 int pkg_stream_set_config(pkg_stream_t *s, pkg_media_t media,
                           pkg_codec_t codec, const uint8_t *extradata,
                           size_t len);

@@ -417,6 +417,15 @@ struct pkg_stream_s {
     int ntc;                 /* encoded rungs (transcoder rungs) */
     pkg_tc_t *tc;            /* this session's transcoder (NULL: none) */
     bool tc_failed;          /* it could not start this session */
+    /* audio re-encoding (this session's audio is not AAC at the audio
+     * rendition's sample rate): the source audio goes to atc, whose AAC
+     * comes back through the callbacks as the audio track */
+    bool audio_tc;
+    pkg_codec_t src_acodec;  /* the publisher's audio codec */
+    uint8_t *src_aextra;     /* its configuration (AAC: ASC; MP3: NULL) */
+    size_t src_alen;
+    pkg_tc_t *atc;
+    bool atc_failed;
     bool logged_tc, logged_ahead;
 
     /* writer */
@@ -523,9 +532,9 @@ void pkg_waiters_fire(pkg_t *pkg, pkg_waiter_t *out);
  * progress, frees the muxers. Writer, no lock held. */
 void pkg_writer_finish(pkg_stream_t *s);
 
-/* Detaches the session's transcoder (NULL if none) for the caller to
- * destroy with no lock held; takes the writer lock itself. */
-pkg_tc_t *pkg_writer_take_tc(pkg_stream_t *s);
+/* Detaches the session's transcoders (video, audio; NULL if none) for the
+ * caller to destroy with no lock held; takes the writer lock itself. */
+void pkg_writer_take_tc(pkg_stream_t *s, pkg_tc_t **video, pkg_tc_t **audio);
 
 /* Frees writer-side buffers of a rendition (held frame, audio queue). */
 void pkg_writer_free_rend(pkg_rend_t *r);

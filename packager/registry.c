@@ -129,6 +129,7 @@ static void stream_unref(pkg_stream_t *s)
         pkg_rend_free(s->rends[i]);
     for (int m = 0; m < 2; m++)
         free(s->decl_extra[m]);
+    free(s->src_aextra);
     pd_buf_unref(&s->mv);
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->lock);
@@ -337,8 +338,10 @@ void pkg_unpublish(pkg_stream_t **sp)
     pkg_t *pkg = s->pkg;
     /* the transcoder first, with no lock held: its threads may be waiting
      * for the writer lock; nothing of it runs after this */
-    pkg_tc_t *tc = pkg_writer_take_tc(s);
+    pkg_tc_t *tc = NULL, *atc = NULL;
+    pkg_writer_take_tc(s, &tc, &atc);
     pkg_tc_destroy(&tc);
+    pkg_tc_destroy(&atc);
     pthread_mutex_lock(&s->wlock);
     pkg_writer_finish(s);
     pthread_mutex_unlock(&s->wlock);

@@ -71,6 +71,7 @@
 #include "../core/err.h"
 #include "../core/log.h"
 
+#include <libavcodec/avcodec.h>
 #include <libavutil/mathematics.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,60 @@ static void log_reject(pkg_stream_t *s, const char *what)
 static int set_config(pkg_stream_t *s, pkg_media_t media, pkg_codec_t codec,
                       const uint8_t *extradata, size_t len);
 
+/* Must this audio configuration be re-encoded to AAC (MP3; AAC at another
+ * sample rate than the audio rendition's)? */
+static bool audio_needs_tc(pkg_stream_t *s, pkg_codec_t codec,
+                           const uint8_t *extradata, size_t len)
+{
+    if (codec == PKG_CODEC_MP3)
+        return true;
+    pkg_aac_info_t ai;
+    if (!extradata || len == 0 || len > PKG_MAX_EXTRADATA ||
+        pkg_aac_parse(extradata, len, &ai) != PD_OK)
+        return false; /* refused below */
+    pkg_rend_t *a = NULL;
+    for (int i = 0; i < s->nrends; i++)
+        if (s->rends[i]->media == PKG_MEDIA_AUDIO)
+            a = s->rends[i];
+    return a && a->timescale != ai.sample_rate;
+}
+
+static int atc_start(pkg_stream_t *s);
+
+/* The publisher's audio is re-encoded this session (see audio_needs_tc). */
+static int set_audio_tc(pkg_stream_t *s, pkg_codec_t codec,
+                        const uint8_t *extradata, size_t len)
+{
+    uint8_t *copy = NULL;
+    if (extradata && len > 0) {
+        if (len > PKG_MAX_EXTRADATA)
+            return PD_EINVAL;
+        copy = malloc(len);
+        if (!copy)
+            return PD_ENOMEM;
+        memcpy(copy, extradata, len);
+    }
+    bool changed = !s->audio_tc || s->src_acodec != codec ||
+                   s->src_alen != len ||
+                   (len && memcmp(s->src_aextra, extradata, len) != 0);
+    free(s->src_aextra);
+    s->src_aextra = copy;
+    s->src_alen = copy ? len : 0;
+    s->src_acodec = codec;
+    if (!s->audio_tc)
+        PD_LOGI(PKG_MOD, "%s: the publisher's audio (%s) is re-encoded to "
+                "AAC", s->name, codec == PKG_CODEC_MP3 ? "MP3"
+                                                       : "AAC, another rate");
+    s->audio_tc = true;
+    s->declared[PKG_MEDIA_AUDIO] = true;
+    if (changed && s->atc)
+        pkg_tc_audio_config(s->atc,
+                            codec == PKG_CODEC_MP3 ? AV_CODEC_ID_MP3
+                                                   : AV_CODEC_ID_AAC,
+                            s->src_aextra, s->src_alen, 0, 0);
+    return PD_OK;
+}
+
 int pkg_stream_set_config(pkg_stream_t *s, pkg_media_t media,
                           pkg_codec_t codec, const uint8_t *extradata,
                           size_t len)
@@ -135,10 +190,15 @@ static int set_config(pkg_stream_t *s, pkg_media_t media, pkg_codec_t codec,
     if (!s || (media != PKG_MEDIA_VIDEO && media != PKG_MEDIA_AUDIO))
         return PD_EINVAL;
     if ((media == PKG_MEDIA_VIDEO && codec != PKG_CODEC_H264) ||
-        (media == PKG_MEDIA_AUDIO && codec != PKG_CODEC_AAC))
+        (media == PKG_MEDIA_AUDIO && codec != PKG_CODEC_AAC &&
+         codec != PKG_CODEC_MP3))
         return PD_EUNSUP;
+    if (media == PKG_MEDIA_AUDIO && audio_needs_tc(s, codec, extradata, len))
+        return set_audio_tc(s, codec, extradata, len);
     if (!extradata || len == 0 || len > PKG_MAX_EXTRADATA)
         return PD_EINVAL;
+    if (media == PKG_MEDIA_AUDIO)
+        s->audio_tc = false;
     char cs[32];
     pkg_aac_info_t ai;
     if (codec == PKG_CODEC_H264 &&
@@ -221,8 +281,10 @@ static int fix_tracks(pkg_stream_t *s)
             }
             if (m == PKG_MEDIA_AUDIO) {
                 pkg_aac_info_t ai;
-                if (pkg_aac_parse(s->decl_extra[m], s->decl_len[m], &ai) ==
-                    PD_OK)
+                if (s->audio_tc) /* re-encoded: AAC at 48 kHz */
+                    nr[n]->timescale = 48000;
+                else if (pkg_aac_parse(s->decl_extra[m], s->decl_len[m],
+                                       &ai) == PD_OK)
                     nr[n]->timescale = ai.sample_rate;
             }
             n++;
@@ -1588,11 +1650,41 @@ static pkg_rend_t *tc_rend(pkg_stream_t *s, int j)
     return ri >= 0 && ri < s->nrends ? s->rends[ri] : NULL;
 }
 
+/* The re-encoded audio's AudioSpecificConfig becomes the audio track's
+ * declared configuration (writer lock held). */
+static void tc_audio_config(pkg_stream_t *s, const uint8_t *extra, size_t len)
+{
+    pkg_aac_info_t ai;
+    if (!extra || len == 0 || len > PKG_MAX_EXTRADATA ||
+        pkg_aac_parse(extra, len, &ai) != PD_OK)
+        return;
+    if (s->decl_extra[PKG_MEDIA_AUDIO] && s->decl_len[PKG_MEDIA_AUDIO] == len &&
+        memcmp(s->decl_extra[PKG_MEDIA_AUDIO], extra, len) == 0)
+        return;
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return;
+    memcpy(copy, extra, len);
+    free(s->decl_extra[PKG_MEDIA_AUDIO]);
+    s->decl_extra[PKG_MEDIA_AUDIO] = copy;
+    s->decl_len[PKG_MEDIA_AUDIO] = len;
+    s->decl_codec[PKG_MEDIA_AUDIO] = PKG_CODEC_AAC;
+    s->decl_changed[PKG_MEDIA_AUDIO] = true;
+    pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
+    if (a && a->mux)
+        s->disc_next = true;
+}
+
 static void tc_on_config(void *opaque, int j, const uint8_t *extra,
                          size_t len)
 {
     pkg_stream_t *s = opaque;
     pthread_mutex_lock(&s->wlock);
+    if (j == PKG_TC_AUDIO) {
+        tc_audio_config(s, extra, len);
+        pthread_mutex_unlock(&s->wlock);
+        return;
+    }
     pkg_rend_t *r = tc_rend(s, j);
     char cs[32];
     if (r && extra && len > 0 && len <= PKG_MAX_EXTRADATA &&
@@ -1614,10 +1706,25 @@ static void tc_on_config(void *opaque, int j, const uint8_t *extra,
 static void tc_on_frame(void *opaque, const pkg_tc_out_t *o)
 {
     pkg_stream_t *s = opaque;
-    if (o->rung == PKG_TC_AUDIO || !o->data || o->len == 0 ||
-        o->len > PKG_MAX_FRAME)
+    if (!o->data || o->len == 0 || o->len > PKG_MAX_FRAME)
         return;
     pthread_mutex_lock(&s->wlock);
+    if (o->rung == PKG_TC_AUDIO) {
+        pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
+        if (a && a->active && s->audio_tc && s->decl_extra[PKG_MEDIA_AUDIO] &&
+            o->len <= PKG_AFRAME_MAX) {
+            pkg_frame_t f = {0};
+            f.media = PKG_MEDIA_AUDIO;
+            f.dts_ms = o->dts_ms;
+            f.key = true;
+            f.data = o->data;
+            f.len = o->len;
+            f.arrival_us = o->arrival_us;
+            audio_frame(s, a, &f);
+        }
+        pthread_mutex_unlock(&s->wlock);
+        return;
+    }
     pkg_rend_t *r = tc_rend(s, o->rung);
     if (r && r->active && r->own_extra) {
         pkg_frame_t f = {0};
@@ -1777,6 +1884,49 @@ static void tc_start(pkg_stream_t *s)
                         s->decl_len[PKG_MEDIA_VIDEO]);
 }
 
+/* Starts this session's audio transcoder. */
+static int atc_start(pkg_stream_t *s)
+{
+    const pd_config_t *cfg = s->pkg->cfg;
+    pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
+    pkg_tc_params_t p = {0};
+    p.stream = s->name;
+    p.nrungs = 0;
+    p.idr_interval_ms = cfg->segment_target_ms;
+    p.preset = cfg->x264_preset;
+    p.audio_rate = a ? a->timescale : 48000;
+    p.audio_channels = 2;
+    p.audio_bitrate_kbps = cfg->audio_bitrate_kbps;
+    pkg_tc_cb_t cb = {s, tc_on_config, tc_on_frame, tc_on_event};
+    int rc = pkg_tc_create(&p, &cb, &s->atc);
+    if (rc == PD_OK)
+        rc = pkg_tc_audio_config(s->atc,
+                                 s->src_acodec == PKG_CODEC_MP3
+                                     ? AV_CODEC_ID_MP3
+                                     : AV_CODEC_ID_AAC,
+                                 s->src_aextra, s->src_alen, 0, 0);
+    if (rc != PD_OK) {
+        pkg_tc_destroy(&s->atc);
+        s->atc_failed = true;
+        PD_LOGE(PKG_MOD, "%s: cannot re-encode the publisher's audio (%s); "
+                "audio dropped this session", s->name, pd_strerror(rc));
+    }
+    return rc;
+}
+
+/* One source audio frame to re-encode. */
+static int source_audio_tc(pkg_stream_t *s, pkg_rend_t *a,
+                           const pkg_frame_t *f)
+{
+    a->seen = true;
+    a->last_arrival_us = f->arrival_us;
+    if (!s->atc && !s->atc_failed)
+        atc_start(s);
+    if (s->atc)
+        pkg_tc_audio(s->atc, f);
+    return PD_OK;
+}
+
 /* One source video frame: the passthrough lead and the transcoder. */
 static int source_video(pkg_stream_t *s, pkg_rend_t *lead,
                         const pkg_frame_t *f)
@@ -1804,13 +1954,14 @@ static int source_video(pkg_stream_t *s, pkg_rend_t *lead,
     return rc;
 }
 
-pkg_tc_t *pkg_writer_take_tc(pkg_stream_t *s)
+void pkg_writer_take_tc(pkg_stream_t *s, pkg_tc_t **video, pkg_tc_t **audio)
 {
     pthread_mutex_lock(&s->wlock);
-    pkg_tc_t *tc = s->tc;
+    *video = s->tc;
+    *audio = s->atc;
     s->tc = NULL;
+    s->atc = NULL;
     pthread_mutex_unlock(&s->wlock);
-    return tc;
 }
 
 static int stream_write(pkg_stream_t *s, const pkg_frame_t *f)
@@ -1835,6 +1986,8 @@ static int stream_write(pkg_stream_t *s, const pkg_frame_t *f)
     pkg_rend_t *r = rend_of(s, f->media);
     if (!r || !r->active)
         return PD_OK; /* a track not declared at the first frame */
+    if (f->media == PKG_MEDIA_AUDIO && s->audio_tc)
+        return source_audio_tc(s, r, f);
     return f->media == PKG_MEDIA_VIDEO ? source_video(s, r, f)
                                        : audio_frame(s, r, f);
 }
@@ -1970,6 +2123,8 @@ void pkg_writer_finish(pkg_stream_t *s)
             s->rends[i]->next_msn = s->next_msn;
     s->tracks_fixed = false;
     s->tc_failed = false;
+    s->atc_failed = false;
+    s->audio_tc = false;
     s->declared[0] = s->declared[1] = false;
     s->rebase_next = true;
     s->disc_next = s->nrends > 0;
