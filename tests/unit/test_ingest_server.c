@@ -577,9 +577,9 @@ START_TEST(publish_flow)
     cli_msg(&c, 6, RTMP_MSG_VIDEO, 1, 4000, nal, sizeof(nal));
     static const uint8_t aac[] = {0xAF, 0x01, 0x21, 0x10};
     cli_msg(&c, 4, RTMP_MSG_AUDIO, 1, 4010, aac, sizeof(aac));
-    /* unsupported audio: ignored, connection stays */
-    static const uint8_t mp3[] = {0x2F, 0xFF};
-    cli_msg(&c, 4, RTMP_MSG_AUDIO, 1, 4020, mp3, sizeof(mp3));
+    /* unsupported audio (Speex): ignored, connection stays */
+    static const uint8_t speex[] = {0xB6, 0xFF};
+    cli_msg(&c, 4, RTMP_MSG_AUDIO, 1, 4020, speex, sizeof(speex));
     cli_msg(&c, 4, RTMP_MSG_AUDIO, 1, 4030, aac, sizeof(aac));
 
     ck_assert(stub_wait(&stub.naudio, 2));
@@ -600,6 +600,15 @@ START_TEST(publish_flow)
     ck_assert(stub.last_audio.key);
     ck_assert_int_eq(stub.naudio, 2);
     ck_assert_int_eq(stub.unpublished, 0);
+    pthread_mutex_unlock(&stub.mu);
+
+    /* MP3 (no sequence header) goes to the packager, which re-encodes */
+    static const uint8_t mp3[] = {0x2F, 0xFF, 0xFB, 0x90};
+    cli_msg(&c, 4, RTMP_MSG_AUDIO, 1, 4040, mp3, sizeof(mp3));
+    ck_assert(stub_wait(&stub.naudio, 3));
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.last_audio.dts_ms, 4040);
+    ck_assert_uint_eq(stub.last_audio.len, 3);
     pthread_mutex_unlock(&stub.mu);
 
     /* deleteStream unpublishes; the connection may stay */
