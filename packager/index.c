@@ -85,6 +85,7 @@ pkg_seg_t *pkg_idx_begin(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
         return NULL;
     g->msn = msn;
     g->start = start;
+    g->start_pts = start;
     g->pdt_us = pdt_us;
     g->discontinuity = disc;
     g->init_id = init_id;
@@ -276,6 +277,8 @@ static int complete_segment(pkg_stream_t *s, pkg_rend_t *r, pkg_seg_t *g)
     r->last_msn = g->msn;
     r->edge_us += ticks_us(r, g->dur);
     r->total_dur += g->dur;
+    r->total_bytes += g->bytes; /* complete segments only: the rate's
+                                   bytes and duration cover the same */
     r->total_frames += g->frames;
     if (r->first_listed == 0)
         r->first_listed = g->msn;
@@ -463,13 +466,16 @@ static void render_mv(pkg_stream_t *s)
         o->codecs = v->codecs;
         o->width = v->width;
         o->height = v->height;
-        if (v->total_dur > 0 && v->total_frames > 0)
-            o->fps = snap_fps((double)v->total_frames * v->timescale /
-                              (double)v->total_dur);
-        else if (v->rung >= 0 && v->rung < s->nrungs &&
-                 s->rungs[v->rung].fps_den > 0)
+        /* FRAME-RATE: an encoded rung's is its encoder's (a rung that
+         * drops frames under load still has that maximum); the source's
+         * is measured */
+        if (v->encoded && v->rung >= 0 && v->rung < s->nrungs &&
+            s->rungs[v->rung].fps_den > 0)
             o->fps = (double)s->rungs[v->rung].fps_num /
                      s->rungs[v->rung].fps_den;
+        else if (v->total_dur > 0 && v->total_frames > 0)
+            o->fps = snap_fps((double)v->total_frames * v->timescale /
+                              (double)v->total_dur);
         measure_bw(s, lead, v, a, &o->bandwidth, &o->avg_bandwidth);
     }
     pl_mv_t mv = {0};
@@ -645,7 +651,6 @@ int pkg_idx_publish(pkg_stream_t *s, pkg_rend_t *r, pd_buf_t **part,
         g->dur += dur;
         g->bytes += (int64_t)len;
         g->frames += frames;
-        r->total_bytes += (int64_t)len;
         r->pm = g->msn;
         r->pn = g->nparts;
         g->nparts++;

@@ -235,6 +235,8 @@ typedef struct pkg_seg_s {
     int nparts, cap;
     bool complete;
     int64_t start;     /* ticks: dts of the first sample */
+    int64_t start_pts; /* ticks: pts of the first real sample (start until
+                          one is written); followers place by it */
     int64_t dur;       /* ticks: sum of the parts */
     int64_t pdt_us;    /* wallclock of its first frame */
     bool discontinuity;

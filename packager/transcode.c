@@ -188,6 +188,10 @@ static int annexb_to_avcc_record(const uint8_t *b, size_t n, uint8_t **out,
     }
     if (nsps == 0 || npps == 0)
         return PD_EINVAL;
+    int prof = sps[0][1];
+    bool ext = prof == 100 || prof == 110 || prof == 122 || prof == 144;
+    if (ext)
+        total += 4;
     uint8_t *r = malloc(total);
     if (!r)
         return PD_ENOMEM;
@@ -210,6 +214,15 @@ static int annexb_to_avcc_record(const uint8_t *b, size_t n, uint8_t **out,
         r[o++] = (uint8_t)pps_len[i];
         memcpy(r + o, pps[i], pps_len[i]);
         o += pps_len[i];
+    }
+    if (ext) {
+        /* ISO/IEC 14496-15 5.3.3.1.2: High profiles carry the chroma
+         * format and bit depths (our encoders: 4:2:0, 8 bits), no SPS
+         * extensions */
+        r[o++] = 0xfc | 1;
+        r[o++] = 0xf8 | 0;
+        r[o++] = 0xf8 | 0;
+        r[o++] = 0;
     }
     *out = r;
     *olen = o;
@@ -397,6 +410,7 @@ struct pkg_tc_s {
     int idr_interval_ms;
     char preset[32];
     int enc_threads, dec_threads;
+    int keep_rung;            /* never shed: index + 1; 0 none */
     bool shed_largest_first;
     int arate, achannels, abitrate_kbps;
 
@@ -720,7 +734,7 @@ static void maybe_shed(pkg_tc_t *tc, int64_t now)
     tc_rung_t *pick = NULL;
     for (int k = 0; k < tc->nrungs; k++) {
         int i = tc->order[tc->shed_largest_first ? k : tc->nrungs - 1 - k];
-        if (!atomic_load(&tc->rung[i].shed)) {
+        if (!atomic_load(&tc->rung[i].shed) && i + 1 != tc->keep_rung) {
             pick = &tc->rung[i];
             break;
         }
@@ -1355,6 +1369,7 @@ int pkg_tc_create(const pkg_tc_params_t *p, const pkg_tc_cb_t *cb,
     if (tc->dec_threads > 16)
         tc->dec_threads = 16;
     tc->shed_largest_first = p->shed_largest_first;
+    tc->keep_rung = p->keep_rung;
     tc->arate = p->audio_rate;
     tc->achannels = p->audio_channels;
     tc->abitrate_kbps = p->audio_bitrate_kbps;

@@ -115,6 +115,9 @@ typedef struct pkg_tc_params_s {
     int encoder_threads;       /* per rung; 0 = auto */
     int decode_threads;        /* 0 = auto */
     bool shed_largest_first;   /* shed order under overload */
+    int keep_rung;             /* a rung never shed, as its index + 1 (the
+                                  encoded lead, which every other rung
+                                  follows); 0: none */
     /* audio re-encoding (pkg_tc_audio*): AAC-LC at this format */
     int audio_rate;            /* Hz, e.g. 48000 */
     int audio_channels;        /* 1 or 2 */

@@ -218,8 +218,11 @@ static int set_config(pkg_stream_t *s, pkg_media_t media, pkg_codec_t codec,
     s->decl_extra[media] = copy;
     s->decl_len[media] = len;
     s->decl_codec[media] = codec;
-    s->decl_changed[media] = true;
     pkg_rend_t *r = rend_of(s, media);
+    if (r && r->encoded)
+        return PD_OK; /* an encoded lead: the transcoder's output goes on
+                         unchanged (the transcoder gets the new one) */
+    s->decl_changed[media] = true;
     if (r && r->mux) {
         /* mid-stream change: new init at the next segment, marked */
         s->disc_next = true;
@@ -916,6 +919,7 @@ static int put_sample(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
     }
     if (!r->seg_real) {
         r->seg_real = true;
+        r->cur->start_pts = pts;
         if (r->media == PKG_MEDIA_VIDEO && !key && s->all_indep) {
             pthread_mutex_lock(&s->lock);
             s->all_indep = false; /* no more INDEPENDENT-SEGMENTS */
@@ -1446,35 +1450,52 @@ static int fq_push(pkg_rend_t *r, const uint8_t *data, size_t len,
 }
 
 /* What a follower needs of a lead segment (copied: the lead's index may
- * change while the follower places). */
+ * change while the follower places). Followers have no B-frames (their
+ * dts is their pts) and place by presentation time: a lead segment spans
+ * [start_pts, the next one's start_pts) (its keyframe's pts onward), so
+ * a follower's segment holds the same pictures as the lead's, beginning
+ * with the IDR the transcoder forced on that keyframe's picture. */
 typedef struct {
-    int64_t msn, start, dur, pdt_us;
+    int64_t msn, start, start_pts, dur, pdt_us;
+    int64_t next_pts;   /* start_pts of the next lead segment; -1 none yet */
     bool complete, found;
     int nparts;
     int64_t part_dur[PKG_SEG_MAX_PARTS];
 } lead_seg_t;
 
-/* The lead's segment covering ticks t (the latest one starting at or
- * before t); end_known: t lies inside what the lead has placed. */
+static void lead_seg_fill(const pkg_rend_t *l, int i, lead_seg_t *out)
+{
+    const pkg_seg_t *g = l->segs[i];
+    out->found = true;
+    out->msn = g->msn;
+    out->start = g->start;
+    out->start_pts = g->start_pts;
+    out->dur = g->dur;
+    out->pdt_us = g->pdt_us;
+    out->complete = g->complete;
+    out->next_pts = i + 1 < l->nsegs ? l->segs[i + 1]->start_pts : -1;
+    out->nparts = g->nparts;
+    for (int j = 0; j < g->nparts; j++)
+        out->part_dur[j] = g->parts[j].dur;
+}
+
+/* The lead's segment holding presentation time t (the latest one whose
+ * first picture is at or before t). known: no later lead segment can
+ * start at or before t (a next one exists, or the lead has placed every
+ * frame decoded before t: a future keyframe's pts >= its dts >= the
+ * lead's end). too_old: t is before every retained lead segment. */
 static bool lead_seg_at(pkg_stream_t *s, int64_t t, lead_seg_t *out,
-                        bool *end_known, bool *too_old)
+                        bool *known, bool *too_old)
 {
     pkg_rend_t *l = s->rends[s->lead];
-    *end_known = false;
+    *known = false;
     *too_old = false;
     out->found = false;
     for (int i = l->nsegs - 1; i >= 0; i--) {
-        const pkg_seg_t *g = l->segs[i];
-        if (g->start > t)
+        if (l->segs[i]->start_pts > t)
             continue;
-        out->found = true;
-        out->msn = g->msn;
-        out->start = g->start;
-        out->dur = g->dur;
-        out->pdt_us = g->pdt_us;
-        out->complete = g->complete;
-        int64_t end = g->complete ? g->start + g->dur : l->tl_end;
-        *end_known = t < end;
+        lead_seg_fill(l, i, out);
+        *known = i + 1 < l->nsegs || t < l->tl_end;
         return true;
     }
     *too_old = l->nsegs > 0;
@@ -1484,19 +1505,14 @@ static bool lead_seg_at(pkg_stream_t *s, int64_t t, lead_seg_t *out,
 /* Copies the lead's segment msn (with its part durations). */
 static bool lead_seg_copy(pkg_stream_t *s, int64_t msn, lead_seg_t *out)
 {
-    const pkg_seg_t *g = pkg_idx_find(s->rends[s->lead], msn);
-    out->found = g != NULL;
-    if (!g)
-        return false;
-    out->msn = g->msn;
-    out->start = g->start;
-    out->dur = g->dur;
-    out->pdt_us = g->pdt_us;
-    out->complete = g->complete;
-    out->nparts = g->nparts;
-    for (int j = 0; j < g->nparts; j++)
-        out->part_dur[j] = g->parts[j].dur;
-    return true;
+    pkg_rend_t *l = s->rends[s->lead];
+    out->found = false;
+    for (int i = l->nsegs - 1; i >= 0; i--)
+        if (l->segs[i]->msn == msn) {
+            lead_seg_fill(l, i, out);
+            return true;
+        }
+    return false;
 }
 
 /* A gap segment on follower r mirroring the lead's complete segment msn
@@ -1510,26 +1526,53 @@ static void mirror_gap_seg(pkg_stream_t *s, pkg_rend_t *r, int64_t msn)
     bool disc = r->disc_pending && msn >= s->disc_msn;
     if (disc)
         r->disc_pending = false;
-    if (!pkg_idx_begin(s, r, msn, g.start, g.pdt_us, disc, r->cur_init_id))
+    if (!pkg_idx_begin(s, r, msn, g.start_pts, g.pdt_us, disc,
+                       r->cur_init_id))
         return;
     for (int j = 0; j < g.nparts; j++)
         pkg_idx_publish(s, r, NULL, g.part_dur[j], 0, false, true, false);
     pkg_idx_publish(s, r, NULL, 0, 0, false, false, true);
-    r->tl_end = g.start + g.dur;
+    r->tl_end = g.start_pts + g.dur;
     r->mux_discont = true;
     r->next_msn = msn + 1;
 }
 
-/* The lead completed segment msn: shed followers mirror it. */
+/* Ends follower r's segment in progress (msn) where the lead's ends: a
+ * gap part covers what it lacks (frames lost in the transcoder at a
+ * session's end, a rung shed mid-segment). */
+static void fol_close(pkg_stream_t *s, pkg_rend_t *r)
+{
+    if (!r->cur)
+        return;
+    lead_seg_t g;
+    if (r->mux && lead_seg_copy(s, r->cur->msn, &g) && g.complete) {
+        int64_t end = g.next_pts >= 0 ? g.next_pts : g.start_pts + g.dur;
+        if (end > r->tl_end && end - r->tl_end <= ms2t(r, PKG_GAP_MAX_MS))
+            put_sample(s, r, r->cur->msn, NULL, 0, r->tl_end, r->tl_end,
+                       end - r->tl_end, false, r->last_arrival_us, true);
+    }
+    do_cut(s, r, CUT_SEG);
+}
+
+/* The lead completed segment msn: shed followers, and followers starved
+ * of frames (two segments behind: the transcoder gives them nothing),
+ * mirror it, so their playlists go on with the lead's. */
 static void mirror_shed(pkg_stream_t *s, int64_t msn)
 {
     for (int i = 0; i < s->nrends; i++) {
         pkg_rend_t *r = s->rends[i];
-        if (r->follower && r->shed && r->active) {
-            if (r->cur)
-                do_cut(s, r, CUT_SEG);
-            mirror_gap_seg(s, r, msn);
-        }
+        if (!r->follower || !r->active)
+            continue;
+        int64_t at = r->cur ? r->cur->msn : r->last_msn;
+        bool starved = r->cur_init_id != 0 && at < msn - 1;
+        if (!r->shed && !starved)
+            continue;
+        if (r->cur && r->cur->msn <= msn)
+            fol_close(s, r);
+        for (int64_t m = r->last_msn + 1 > msn - 64 ? r->last_msn + 1
+                                                    : msn - 64;
+             m <= msn; m++)
+            mirror_gap_seg(s, r, m);
     }
 }
 
@@ -1538,17 +1581,20 @@ static void fol_place(pkg_stream_t *s, pkg_rend_t *r, pkg_vframe_t *e,
                       const lead_seg_t *g)
 {
     if (r->cur && r->cur->msn != g->msn)
-        do_cut(s, r, CUT_SEG);
+        fol_close(s, r);
     if (!r->cur) {
+        if (g->msn <= r->last_msn)
+            return; /* its segment is closed (mirrored): dropped */
         /* lead segments this rung has no frames for: gap segments */
         int64_t from = r->last_msn + 1;
         if (from < g->msn - 64)
             from = g->msn - 64;
         for (int64_t m = from; m < g->msn; m++)
             mirror_gap_seg(s, r, m);
-        if (r->mux && e->dts > g->start + e->dur / 2) /* a late start */
-            put_sample(s, r, g->msn, NULL, 0, g->start, g->start,
-                       e->dts - g->start, false, e->arrival_us, true);
+        int64_t from_t = r->tl_end > g->start_pts ? r->tl_end : g->start_pts;
+        if (r->mux && e->dts > from_t + e->dur / 2) /* a late start */
+            put_sample(s, r, g->msn, NULL, 0, from_t, from_t,
+                       e->dts - from_t, false, e->arrival_us, true);
     } else if (e->dts > r->tl_end + e->dur / 2 && r->mux) {
         /* a hole inside the segment (the rung's input jumped) */
         put_sample(s, r, g->msn, NULL, 0, r->tl_end, r->tl_end,
@@ -1557,9 +1603,9 @@ static void fol_place(pkg_stream_t *s, pkg_rend_t *r, pkg_vframe_t *e,
     do_cut(s, r, decide(s, r, e->dts, e->dur, e->key, false));
     put_sample(s, r, g->msn, e->data, e->len, e->dts, e->pts, e->dur, e->key,
                e->arrival_us, false);
-    /* ahead of time: the lead's segment ends with this frame */
-    if (g->complete && r->cur &&
-        e->dts + e->dur + e->dur / 2 > g->start + g->dur)
+    /* ahead of time: the frame ends where the lead's next segment begins
+     * (its duration comes from the next frame, so it ends exactly) */
+    if (g->next_pts >= 0 && r->cur && e->pts + e->dur >= g->next_pts)
         do_cut(s, r, CUT_SEG);
 }
 
@@ -1573,17 +1619,17 @@ static void pump_follower(pkg_stream_t *s, pkg_rend_t *r, bool final)
         pkg_vframe_t *e = &r->fq[r->fq_head];
         bool known = false, old = false;
         bool full = r->fq_n >= PKG_FQ_MAX || r->fq_bytes > PKG_FQ_BYTES;
-        if (!lead_seg_at(s, e->dts + e->dur / 2, &g, &known, &old)) {
+        if (!lead_seg_at(s, e->pts + e->dur / 2, &g, &known, &old)) {
             if (old || final || full) {
                 fq_pop(r); /* before the lead's first retained segment */
                 continue;
             }
             break;
         }
-        if (!known) {
-            if (!final && !full)
+        if (!known && !final) {
+            if (!full)
                 break; /* the lead has not decided about it yet */
-            if (!s->logged_ahead && full) {
+            if (!s->logged_ahead) {
                 s->logged_ahead = true;
                 PD_LOGW(PKG_MOD, "%s: rendition %s ran %d frames ahead of "
                         "%s; dropping (logged once)", s->name, r->name,
@@ -1709,6 +1755,10 @@ static void tc_on_frame(void *opaque, const pkg_tc_out_t *o)
     if (!o->data || o->len == 0 || o->len > PKG_MAX_FRAME)
         return;
     pthread_mutex_lock(&s->wlock);
+    if (atomic_load(&s->pkg->shut)) { /* playlists ended: nothing more */
+        pthread_mutex_unlock(&s->wlock);
+        return;
+    }
     if (o->rung == PKG_TC_AUDIO) {
         pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
         if (a && a->active && s->audio_tc && s->decl_extra[PKG_MEDIA_AUDIO] &&
@@ -1757,13 +1807,11 @@ static void tc_on_event(void *opaque, int j, pkg_tc_event_t ev)
         else if (ev == PKG_TC_EV_DROPPING)
             r->dropping = true;
         pthread_mutex_unlock(&s->lock);
-        if (ev == PKG_TC_EV_SHED && r->follower) {
+        if (ev == PKG_TC_EV_SHED && r->follower)
             PD_LOGW(PKG_MOD, "%s: rendition %s shed (the machine cannot "
                     "encode every rung in real time); its playlist gets "
-                    "gap segments", s->name, r->name);
-            if (r->cur)
-                do_cut(s, r, CUT_SEG);
-        }
+                    "gap segments from the next segment on", s->name,
+                    r->name);
     }
     pthread_mutex_unlock(&s->wlock);
 }
@@ -1860,6 +1908,8 @@ static void tc_start(pkg_stream_t *s)
     p.encoder_threads = cfg->encoder_threads;
     p.decode_threads = cfg->decode_threads;
     p.shed_largest_first = strcmp(cfg->shed_order, "smallest") != 0;
+    /* an encoded lead is never shed: every other rung follows it */
+    p.keep_rung = s->nrungs > 0 && !s->rungs[0].passthrough ? 1 : 0;
     p.audio_rate = 48000;
     p.audio_channels = 2;
     p.audio_bitrate_kbps = cfg->audio_bitrate_kbps;
@@ -1873,10 +1923,19 @@ static void tc_start(pkg_stream_t *s)
             PD_LOGE(PKG_MOD, "%s: cannot start the transcoder (%d); the "
                     "encoded renditions get gap segments", s->name, rc);
         }
+        pkg_rend_t *lead = s->rends[s->lead];
+        pthread_mutex_lock(&s->lock);
         for (int j = 0; j < s->ntc; j++) {
             pkg_rend_t *r = tc_rend(s, j);
             if (r && r->follower)
                 r->shed = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (lead->encoded) {
+            /* the lead must go on: it carries the source instead */
+            lead->encoded = false;
+            PD_LOGE(PKG_MOD, "%s: rendition %s carries the source as is",
+                    s->name, lead->name);
         }
         return;
     }
@@ -1938,10 +1997,6 @@ static int source_video(pkg_stream_t *s, pkg_rend_t *lead,
             return PD_OK;
         }
         ladder_fix(s, lead, f);
-    }
-    if (lead->encoded) { /* the source itself is not packaged */
-        lead->seen = true;
-        lead->last_arrival_us = f->arrival_us;
     }
     if (s->ntc > 0 && !s->tc && f->key && !s->tc_failed)
         tc_start(s);
@@ -2057,8 +2112,15 @@ void pkg_writer_finish(pkg_stream_t *s)
             r->have_held = false;
         }
         pump_follower(s, r, true);
-        if (r->cur)
-            do_cut(s, r, CUT_SEG);
+        fol_close(s, r);
+        /* the lead's segments the transcoder's last frames never reached */
+        pkg_rend_t *l = s->rends[s->lead];
+        if (l->last_msn > r->last_msn)
+            for (int64_t m = r->last_msn + 1 > l->last_msn - 64
+                                 ? r->last_msn + 1
+                                 : l->last_msn - 64;
+                 m <= l->last_msn; m++)
+                mirror_gap_seg(s, r, m);
     }
     if (a) {
         pump_audio(s, a, true);
@@ -2098,8 +2160,10 @@ void pkg_writer_finish(pkg_stream_t *s)
             fq_pop(r);
         r->fq_head = 0;
         r->fq_bytes = 0;
+        pthread_mutex_lock(&s->lock);
         r->shed = false;
         r->dropping = false;
+        pthread_mutex_unlock(&s->lock);
         if (r->encoded)
             r->own_changed = true; /* the next session's encoder: new init */
         r->have_held = false;
