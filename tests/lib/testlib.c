@@ -307,6 +307,12 @@ static const char *podium_bin(void)
 
 int tl_podium_start(tl_podium_t *p, const char *dir, const char *const *sets)
 {
+    return tl_podium_start_config(p, dir, NULL, sets);
+}
+
+int tl_podium_start_config(tl_podium_t *p, const char *dir,
+                           const char *config, const char *const *sets)
+{
     memset(p, 0, sizeof(*p));
     p->out_fd = -1;
     snprintf(p->dir, sizeof(p->dir), "%s", dir);
@@ -334,6 +340,10 @@ int tl_podium_start(tl_podium_t *p, const char *dir, const char *const *sets)
     argv[n++] = datadir;
     argv[n++] = "--www-dir";
     argv[n++] = "www";
+    if (config) {
+        argv[n++] = "--config";
+        argv[n++] = (char *)config;
+    }
     for (int i = 0; sets && sets[i] && n < 90; i++) {
         argv[n++] = "--set";
         argv[n++] = (char *)sets[i];

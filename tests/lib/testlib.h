@@ -98,6 +98,12 @@ typedef struct tl_podium_s {
  * not ready: it is killed, the reason and its log tail are printed). */
 int tl_podium_start(tl_podium_t *p, const char *dir, const char *const *sets);
 
+/* Same with --config config (a libconfig file, e.g. for a `ladder`,
+ * which --set cannot give) before the --set options; config NULL is
+ * tl_podium_start(). */
+int tl_podium_start_config(tl_podium_t *p, const char *dir,
+                           const char *config, const char *const *sets);
+
 /* True while the process exists and has not exited (works whether or not
  * the caller is podium's parent). */
 bool tl_podium_alive(const tl_podium_t *p);
