@@ -552,11 +552,10 @@ static void render_rend(pkg_stream_t *s, pkg_rend_t *r)
      * they may run one frame past the configured target: the audio gets
      * a larger PART-TARGET; PART-HOLD-BACK is 3 x the largest, in every
      * playlist of the stream (SERVER-CONTROL identical everywhere) */
-    m.part_target_ms = r->media == PKG_MEDIA_AUDIO ? pkg_pt_a_ms(s)
-                                                   : pkg_pt_ms(s);
-    m.part_hold_back_ms = 3 * (pkg_pt_a_ms(s) > pkg_pt_ms(s)
-                                   ? pkg_pt_a_ms(s)
-                                   : pkg_pt_ms(s));
+    m.part_target_ms = cfg->part_target_ms +
+                       (r->media == PKG_MEDIA_AUDIO ? PKG_AUDIO_PT_EXTRA_MS
+                                                    : 0);
+    m.part_hold_back_ms = 3 * (cfg->part_target_ms + PKG_AUDIO_PT_EXTRA_MS);
     m.segs = segs;
     m.nsegs = ns;
     m.disc_seq = r->segs[first]->disc_seq -

@@ -55,13 +55,6 @@
 #define PKG_AQ_BYTES (1u << 20) /* bytes of audio queued, at most */
 #define PKG_FQ_MAX 128          /* follower frames waiting for the lead */
 #define PKG_FQ_BYTES (32u << 20) /* ... and their bytes, at most */
-/* The video's and the audio's PART-TARGET in ms: fixed values once set,
- * before that the configured one (+ PKG_AUDIO_PT_EXTRA_MS for audio). */
-#define pkg_pt_ms(s) ((s)->pt_ms > 0 ? (s)->pt_ms \
-                                     : (s)->pkg->cfg->part_target_ms)
-#define pkg_pt_a_ms(s) ((s)->pt_a_ms > 0 ? (s)->pt_a_ms \
-                                         : (s)->pkg->cfg->part_target_ms + \
-                                               PKG_AUDIO_PT_EXTRA_MS)
 #define PKG_AUDIO_PT_EXTRA_MS 24 /* audio PART-TARGET = configured + this:
                                    one AAC frame (1024 samples) at >= 44.1
                                    kHz rounded up, as audio parts end at the
@@ -346,12 +339,6 @@ typedef struct pkg_rend_s {
     bool self_timed;         /* audio cutting on its own */
     int64_t next_msn;        /* audio: msn after its last closed segment */
     int64_t last_key_dts;    /* ticks of the last keyframe; -1 */
-    int64_t key_interval;    /* ticks between the last two keyframes; 0
-                                until two were seen */
-    int64_t fd_avg16;        /* 16 x the running mean frame duration
-                                (ticks; whole-ms timestamps jitter) */
-    int64_t fd_sum, fd_n;    /* the first (<= 64) frame durations: ticks,
-                                count (fixes the PART-TARGETs) */
     bool seen;               /* a frame arrived this session */
     int64_t last_arrival_us; /* wallclock arrival of the last frame */
     pkg_aframe_t aq[PKG_AQ_MAX]; /* audio waiting for video boundaries */
@@ -397,12 +384,6 @@ struct pkg_stream_s {
     int nrends;
     int lead;                /* index of the rendition that cuts */
     int td_s;                /* TARGETDURATION, 0 until fixed */
-    int pt_ms, pt_a_ms;      /* PART-TARGETs (ms) of the video and of the
-                                audio, fixed (pkg_fix_part_targets) before
-                                the first playlist; 0 until then */
-    bool a_spread;           /* the audio spreads its parts evenly over the
-                                segment (else it ends them at the video's
-                                part ends) */
     bool all_indep;          /* every video segment so far began with a
                                 sync sample (sticky false) */
     pd_buf_t *mv;            /* multivariant (NULL until content) */

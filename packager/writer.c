@@ -420,18 +420,8 @@ static int map_dts(pkg_stream_t *s, pkg_rend_t *r, int64_t dts_ms,
         r->offset_ms = off;
         t = want;
     }
-    if (r->last_dts >= 0 && res != MAP_GAP) {
+    if (r->last_dts >= 0 && res != MAP_GAP)
         r->last_dur = t - r->last_dts;
-        if (r->last_dur > 0) {
-            if (r->fd_n < 64) {
-                r->fd_sum += r->last_dur;
-                r->fd_n++;
-            }
-            r->fd_avg16 = r->fd_avg16 > 0
-                              ? r->fd_avg16 + r->last_dur - r->fd_avg16 / 16
-                              : r->last_dur * 16;
-        }
-    }
     r->last_dts = t;
     *out = t;
     return res;
@@ -460,139 +450,6 @@ static int64_t seg_max(pkg_stream_t *s, pkg_rend_t *r)
     if (a && a != r && a->active && a->timescale > 0)
         max -= av_rescale(nominal_dur(a), r->timescale, a->timescale);
     return max;
-}
-
-/* ---- part targets and evenly spread parts ----------------------------
- *
- * Parts are spread evenly over the segment expected, so no segment ends
- * in a sliver of a part (hls.js 1.7 counts a segment as buffered within
- * 0.2 s of its end and never loads such a tail: a hole in its buffer).
- * E4 asks every part but a segment's last to last >= 0.85 x PART-TARGET,
- * so the PART-TARGETs follow the media: the video's is the largest whole
- * number of frames within the configured target (25 fps: 8 frames, 0.322
- * s with 2 ms for whole-ms timestamps; 2 s = 7 parts of 7-8 frames, not
- * 6 of 8 and a 2-frame tail); the audio's is its longest part when the
- * expected segment's AAC frames are spread over as many parts as the
- * video's (48 kHz at 30 fps: 94 frames in 6 parts of 15-16, 0.344 s).
- * Both are fixed once, before the first playlist. Where even parts would
- * break E4 (tiny targets), parts are cut by PART-TARGET alone and the
- * audio ends its parts at the video's. */
-
-/* Mean frame duration of r in ticks (0: unknown). */
-static int64_t mean_fd(const pkg_rend_t *r)
-{
-    if (r->fd_avg16 > 0)
-        return r->fd_avg16 / 16;
-    return r->media == PKG_MEDIA_AUDIO ? nominal_dur(r) : 0;
-}
-
-/* Expected length (ticks of the video v) of its segment in progress:
- * the whole keyframe intervals that reach the segment target (the target
- * until two keyframes were seen), at most seg_max. fd: v's mean frame. */
-static int64_t seg_expect(pkg_stream_t *s, pkg_rend_t *v, int64_t fd)
-{
-    int64_t target = ms2t(v, s->pkg->cfg->segment_target_ms);
-    int64_t e = target;
-    if (v->key_interval > 0) {
-        int64_t k = v->key_interval;
-        e = k * ((target - fd / 2 + k - 1) / k);
-        if (e < k)
-            e = k;
-    }
-    int64_t max = seg_max(s, v);
-    return e > max ? max : e;
-}
-
-/* Parts (count) that a segment of e ticks of frames of fd ticks is spread
- * over under a PART-TARGET of pt ticks, or 0 when even parts would fall
- * below 0.85 x pt. */
-static int64_t spread_n(int64_t e, int64_t fd, int64_t pt)
-{
-    if (fd <= 0 || pt <= 0 || e <= 0)
-        return 0;
-    int64_t per = (pt * 8 + fd) / (fd * 8); /* 1/8 frame for jitter */
-    if (per < 1)
-        per = 1;
-    int64_t frames = (e + fd / 2) / fd;
-    if (frames < 1)
-        return 0;
-    int64_t n = (frames + per - 1) / per;
-    if ((frames / n) * fd * 100 < pt * 85)
-        return 0;
-    return n;
-}
-
-/* Does the frame [start, start + dur) of r (video, or audio spreading)
- * belong to the next part? Part k of n ends at the frame boundary
- * nearest k x E / n; the n-th ends with the segment (or, when the
- * segment runs long, where the PART-TARGET cuts it). */
-static bool spread_full(pkg_stream_t *s, pkg_rend_t *r, int64_t start,
-                        int64_t dur)
-{
-    pkg_rend_t *v = rend_of(s, PKG_MEDIA_VIDEO);
-    if (!v || !v->active || !r->cur || s->pt_ms <= 0)
-        return false;
-    int64_t fdv = mean_fd(v);
-    if (fdv <= 0)
-        return false;
-    int64_t e = seg_expect(s, v, fdv);
-    int64_t n = spread_n(e, fdv, ms2t(v, s->pt_ms));
-    int64_t k = (int64_t)r->cur->nparts + 1; /* the part being filled */
-    if (n < 1 || k >= n)
-        return false; /* the last part ends with the segment */
-    int64_t fd = fdv;
-    if (r != v) {
-        e = av_rescale(e, r->timescale, v->timescale);
-        fd = mean_fd(r);
-    }
-    return start - r->cur->start + dur > av_rescale(e, k, n) + fd / 2;
-}
-
-/* Fixes s->pt_ms, s->pt_a_ms and s->a_spread (see above). Called by the
- * video's first cut decision. Once a playlist exists (td_s set: audio
- * came first) the configured targets stay. */
-static void fix_part_targets(pkg_stream_t *s, pkg_rend_t *v)
-{
-    const pd_config_t *cfg = s->pkg->cfg;
-    int pt = cfg->part_target_ms;
-    int pta = cfg->part_target_ms + PKG_AUDIO_PT_EXTRA_MS;
-    bool spread = false;
-    pkg_rend_t *a = rend_of(s, PKG_MEDIA_AUDIO);
-    int64_t fd = v->fd_n > 0 ? v->fd_sum / v->fd_n : 0;
-    if (s->td_s == 0 && fd > 0) {
-        int64_t per = (ms2t(v, pt) * 8 + fd) / (fd * 8);
-        if (per >= 1) {
-            /* + 2 ms: whole-ms timestamps make a part of per frames up
-             * to about a ms longer than per x the mean of 6+ frames */
-            int64_t m = (av_rescale(per * fd, 1000000, v->timescale) + 999) /
-                            1000 + 2;
-            if (m < pt)
-                pt = (int)m;
-        }
-        if (a && a->active && a->timescale > 0) {
-            int64_t e = ms2t(v, cfg->segment_target_ms);
-            int64_t n = spread_n(e, fd, ms2t(v, pt));
-            int64_t afd = nominal_dur(a);
-            int64_t fa = (av_rescale(e, a->timescale, v->timescale) +
-                          afd / 2) / afd;
-            if (n > 0 && fa >= n) {
-                int64_t big = (fa + n - 1) / n, small = fa / n;
-                int64_t m = (av_rescale(big * afd, 1000000, a->timescale) +
-                             999) / 1000 + 2;
-                if (small * afd * 1000 * 100 >= 85 * m * a->timescale) {
-                    pta = (int)m;
-                    spread = true;
-                }
-            }
-        }
-    }
-    pthread_mutex_lock(&s->lock);
-    s->pt_ms = pt;
-    s->pt_a_ms = pta;
-    s->a_spread = spread;
-    pthread_mutex_unlock(&s->lock);
-    PD_LOGI(PKG_MOD, "%s: part targets video %d ms, audio %d ms%s", s->name,
-            pt, pta, spread ? "" : " (audio parts end at the video's)");
 }
 
 static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
@@ -628,25 +485,13 @@ static int decide(pkg_stream_t *s, pkg_rend_t *r, int64_t start, int64_t dur,
             return CUT_SEG;
         }
     }
-    if (r->media == PKG_MEDIA_VIDEO && s->pt_ms == 0 &&
-        (r->fd_n >= 6 || (r->fd_n > 0 && r->part_dur + dur >
-                                              ms2t(r, cfg->part_target_ms))))
-        fix_part_targets(s, r);
-    int64_t pt_ms;
-    bool spread;
-    if (r->media == PKG_MEDIA_VIDEO) {
-        pt_ms = pkg_pt_ms(s);
-        spread = true;
-    } else if (self_timed) {
-        pt_ms = s->pt_a_ms > 0 ? s->pt_a_ms : cfg->part_target_ms;
-        spread = false;
-    } else {
-        pt_ms = pkg_pt_a_ms(s);
-        spread = s->a_spread;
-    }
+    /* audio cut at the video's boundaries may run one frame over the
+     * configured target (its PART-TARGET is larger by that much) */
+    int64_t pt_ms = cfg->part_target_ms;
+    if (r->media == PKG_MEDIA_AUDIO && !self_timed)
+        pt_ms += PKG_AUDIO_PT_EXTRA_MS;
     if (part_nonempty(r) &&
         (r->part_dur + dur > ms2t(r, pt_ms) ||
-         (spread && !r->part_gap && spread_full(s, r, start, dur)) ||
          r->part_frames >= PKG_PART_MAX_FRAMES ||
          r->part_bytes >= (int64_t)PKG_PART_MAX_BYTES))
         return CUT_PART;
@@ -912,11 +757,8 @@ static int put_sample(pkg_stream_t *s, pkg_rend_t *r, int64_t msn,
     r->part_frames++;
     r->part_bytes += (int64_t)len;
     r->tl_end = dts + dur;
-    if (key && r->media == PKG_MEDIA_VIDEO) {
-        if (r->last_key_dts >= 0 && dts > r->last_key_dts)
-            r->key_interval = dts - r->last_key_dts;
+    if (key && r->media == PKG_MEDIA_VIDEO)
         r->last_key_dts = dts;
-    }
     if (!r->seg_real) {
         r->seg_real = true;
         r->cur->start_pts = pts;
@@ -957,7 +799,7 @@ static void fill_gap_video(pkg_stream_t *s, pkg_rend_t *r, int64_t until,
                            int64_t arrival_us)
 {
     const pd_config_t *cfg = s->pkg->cfg;
-    int64_t pt = ms2t(r, pkg_pt_ms(s));
+    int64_t pt = ms2t(r, cfg->part_target_ms);
     int64_t target = ms2t(r, cfg->segment_target_ms);
     int64_t pos = r->tl_end;
     log_gap(s, r, until - pos);
@@ -1231,20 +1073,6 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                 s->bq_n--;
                 continue;
             }
-            if (s->a_spread && !b->seg_end && a->cur &&
-                a->cur->msn == b->msn) {
-                /* the audio cuts its own parts (decide); a video part's
-                 * end only lets it go on */
-                int64_t d90 = av_rescale(dur, 90000, a->timescale);
-                if (t90 + d90 / 2 >= b->end90) {
-                    s->bq_head = (s->bq_head + 1) % PKG_BQ_MAX;
-                    s->bq_n--;
-                    continue;
-                }
-                place_audio(s, a, af, dur, b->msn);
-                placed = true;
-                break;
-            }
             /* the part ends at the frame boundary nearest the video
              * part's end: a frame whose middle is at or past it goes
              * to the next part (audio parts then match the video's in
@@ -1255,7 +1083,8 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
                 /* ... unless the part would stay below 0.85 x its
                  * PART-TARGET without it and fits with it (the cut
                  * then lands at most one frame past the boundary) */
-                int64_t pt_a = ms2t(a, pkg_pt_a_ms(s));
+                int64_t pt_a = ms2t(a, s->pkg->cfg->part_target_ms +
+                                           PKG_AUDIO_PT_EXTRA_MS);
                 past = b->seg_end || !a->cur || a->cur->msn != b->msn ||
                        !part_nonempty(a) || a->part_dur * 100 >= pt_a * 85 ||
                        a->part_dur + dur > pt_a;
@@ -1273,7 +1102,8 @@ static void pump_audio(pkg_stream_t *s, pkg_rend_t *a, bool final)
             }
             if (a->cur && a->cur->msn == b->msn && part_nonempty(a) &&
                 a->part_dur + dur >
-                    ms2t(a, pkg_pt_a_ms(s))) {
+                    ms2t(a, s->pkg->cfg->part_target_ms +
+                                PKG_AUDIO_PT_EXTRA_MS)) {
                 /* the part is full one frame early: that cut stands for
                  * this boundary (no sliver part at the boundary itself);
                  * a segment's end is kept, its last part may be short */
@@ -2064,9 +1894,10 @@ int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f)
 static void mirror_audio_as_video_gaps(pkg_stream_t *s, pkg_rend_t *v,
                                        pkg_rend_t *a)
 {
+    const pd_config_t *cfg = s->pkg->cfg;
     if (v->mux || !v->active || v->cur_init_id == 0 || v->cur)
         return;
-    int64_t pt = ms2t(v, pkg_pt_ms(s));
+    int64_t pt = ms2t(v, cfg->part_target_ms);
     for (int i = 0; i < a->nsegs; i++) {
         const pkg_seg_t *g = a->segs[i];
         if (!g->complete || g->msn < s->next_msn || g->msn <= v->last_msn)
