@@ -9,7 +9,7 @@
 #   V=1             show full command lines
 
 CC      ?= cc
-PKGS    := libavformat libavcodec libavutil libswscale libswresample libmicrohttpd libconfig libcurl libcrypto zlib
+PKGS    := libavformat libavcodec libavutil libswscale libswresample libmicrohttpd libconfig libcurl libcrypto zlib sqlite3 jansson
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
 CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -28,7 +28,7 @@ ifndef V
 Q := @
 endif
 
-MODULES  := core ingest packager httpd
+MODULES  := core ingest packager storage httpd
 LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libpodium.a

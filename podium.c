@@ -14,10 +14,12 @@
 #include "httpd/httpd.h"
 #include "ingest/ingest.h"
 #include "packager/packager.h"
+#include "storage/storage.h"
 
 #include <libavutil/log.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,8 +31,14 @@ static void usage(FILE *out)
 {
     fprintf(out,
 "usage: podium [options]\n"
+"       podium [options] keys create NAME [--label L] | keys list |\n"
+"                        keys revoke ID\n"
+"       podium [options] tokens create [--label L] | tokens list |\n"
+"                        tokens revoke ID\n"
 "\n"
 "podium is a live broadcast origin: RTMP in, Low-Latency HLS out.\n"
+"The keys and tokens commands manage stream keys and admin API tokens in\n"
+"the catalogue (<data-dir>/podium.db); they work while podium runs.\n"
 "\n"
 "  -c, --config FILE      read settings from FILE (libconfig syntax,\n"
 "                         'key = value;', keys as listed by --print-config)\n"
@@ -72,7 +80,8 @@ static int copy_opt(char *dst, size_t size, const char *src, const char *what)
 
 /* Two passes: the config file first (wherever --config appears), then the
  * other options in order, so the command line always wins. */
-static int configure(pd_config_t *cfg, int argc, char **argv, int *print)
+static int configure(pd_config_t *cfg, int argc, char **argv, int *print,
+                     int *cmd)
 {
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'},
@@ -87,7 +96,8 @@ static int configure(pd_config_t *cfg, int argc, char **argv, int *print)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *short_opts = "c:r:p:b:d:w:l:s:h";
+    /* '+': options stop at the first word (a subcommand) */
+    const char *short_opts = "+c:r:p:b:d:w:l:s:h";
     char err[512];
     int c;
 
@@ -150,9 +160,15 @@ static int configure(pd_config_t *cfg, int argc, char **argv, int *print)
         if (rc)
             return rc;
     }
+    *cmd = 0;
     if (optind < argc) {
-        fprintf(stderr, "podium: unexpected argument '%s'\n", argv[optind]);
-        return PD_EINVAL;
+        if (strcmp(argv[optind], "keys") != 0 &&
+            strcmp(argv[optind], "tokens") != 0) {
+            fprintf(stderr, "podium: unexpected argument '%s'\n",
+                    argv[optind]);
+            return PD_EINVAL;
+        }
+        *cmd = optind;
     }
     if (pd_config_validate(cfg, err, sizeof(err))) {
         fprintf(stderr, "podium: %s\n", err);
@@ -183,17 +199,85 @@ static void av_to_log(void *avcl, int level, const char *fmt, va_list vl)
         PD_LOGD("av", "%s", line);
 }
 
+/* ---- publishing: keys, sessions, webhooks (ingest's hooks) ---------- */
+
+typedef struct {
+    st_t *st;
+    bool open;
+} gate_t;
+
+static int gate_check(void *opaque, char *name, size_t name_size,
+                      const char *key, const char *peer)
+{
+    gate_t *g = opaque;
+    if (!g->open && st_key_check(g->st, name, name_size, key) != PD_OK)
+        return PD_EPERM; /* ingest logs the refusal (never the key) */
+    return st_on_publish(g->st, name, peer) == PD_OK ? PD_OK : PD_EPERM;
+}
+
+static void event_json(const char *type, st_t *st, const char *name,
+                       const char *peer, int64_t session)
+{
+    char body[2048];
+    char esc_name[600], esc_peer[160];
+    /* names are validated ([A-Za-z0-9_.-/]); peers are addresses: JSON
+     * escaping is still done for safety */
+    size_t j = 0;
+    for (const char *p = name; *p && j + 7 < sizeof(esc_name); p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\') {
+            esc_name[j++] = '\\';
+            esc_name[j++] = (char)ch;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            esc_name[j++] = (char)ch;
+        }
+    }
+    esc_name[j] = '\0';
+    j = 0;
+    for (const char *p = peer ? peer : ""; *p && j + 2 < sizeof(esc_peer);
+         p++)
+        if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 &&
+            (unsigned char)*p < 0x7f)
+            esc_peer[j++] = *p;
+    esc_peer[j] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"stream\":\"%s\",\"session\":%lld,\"peer\":\"%s\","
+             "\"url\":\"/%s/index.m3u8\"}",
+             esc_name, (long long)session, esc_peer, esc_name);
+    st_event(st, type, body);
+}
+
+static void gate_started(void *opaque, const char *name, const char *peer,
+                         int64_t *session)
+{
+    gate_t *g = opaque;
+    *session = 0;
+    if (st_session_start(g->st, name, peer, session) != PD_OK)
+        *session = 0;
+    event_json("stream.started", g->st, name, peer, *session);
+}
+
+static void gate_ended(void *opaque, const char *name, int64_t session)
+{
+    gate_t *g = opaque;
+    if (session > 0)
+        st_session_end(g->st, session, "left");
+    event_json("stream.ended", g->st, name, NULL, session);
+}
+
 int main(int argc, char **argv)
 {
     pd_config_t cfg;
-    int print = 0;
-    if (configure(&cfg, argc, argv, &print))
+    int print = 0, cmd = 0;
+    if (configure(&cfg, argc, argv, &print, &cmd))
         return 2;
     if (print) {
         pd_config_print(&cfg, stdout);
         return 0;
     }
     pd_log_set_level(cfg.log_level);
+    if (cmd > 0)
+        return st_cli(&cfg, argc - cmd, argv + cmd);
     av_log_set_level(cfg.log_level >= PD_LOG_DEBUG ? AV_LOG_INFO
                                                    : AV_LOG_WARNING);
     av_log_set_callback(av_to_log);
@@ -215,14 +299,27 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
+    st_t *st = NULL;
     pkg_t *pkg = NULL;
     httpd_t *http = NULL;
     ingest_t *in = NULL;
-    int rc = pkg_create(&cfg, &pkg);
+    gate_t gate = {0};
+    ingest_hooks_t hooks = {&gate, gate_check, gate_started, gate_ended};
+    int rc = st_open(&cfg, NULL, &st);
+    if (!rc) {
+        gate.st = st;
+        gate.open = strcmp(cfg.auth, "open") == 0;
+        if (gate.open)
+            PD_LOGW("podium", "OPEN MODE: anyone who reaches the RTMP port "
+                    "may publish any stream (auth = \"open\"); for a public "
+                    "network set auth = \"keys\" and create stream keys "
+                    "(podium keys create NAME)");
+        rc = pkg_create(&cfg, &pkg);
+    }
     if (!rc)
-        rc = httpd_start(&cfg, pkg, &http);
+        rc = httpd_start(&cfg, pkg, st, &http);
     if (!rc)
-        rc = ingest_start(&cfg, pkg, &in);
+        rc = ingest_start(&cfg, pkg, &hooks, &in);
     if (rc) {
         PD_LOGE("podium", "start failed: %s", pd_strerror(rc));
     } else {
@@ -244,6 +341,7 @@ int main(int argc, char **argv)
         httpd_stop(&http);
     if (pkg)
         pkg_destroy(&pkg);
+    st_close(&st);
     PD_LOGI("podium", "stopped");
     return rc ? 1 : 0;
 }

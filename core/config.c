@@ -58,6 +58,11 @@ static const setting_t settings[] = {
     INT_SETTING(decode_threads, 0, 64),
     ENUM_SETTING(shed_order, "largest|smallest"),
     INT_SETTING(audio_bitrate_kbps, 32, 512),
+    STR_SETTING(db_path),
+    STR_SETTING(auth),
+    STR_SETTING(on_publish_url),
+    INT_SETTING(on_publish_timeout_ms, 100, 60000),
+    INT_SETTING(api_max_body, 1024, 16 * 1024 * 1024),
     INT_SETTING(max_publishers, 1, 10000),
     INT_SETTING(rtmp_max_chunk_size, 128, 16777215),
     INT_SETTING(rtmp_max_message_size, 1024, 256 * 1024 * 1024),
@@ -111,6 +116,9 @@ void pd_config_defaults(pd_config_t *c)
     c->decode_threads = 0;
     snprintf(c->shed_order, sizeof(c->shed_order), "largest");
     c->audio_bitrate_kbps = 128;
+    snprintf(c->auth, sizeof(c->auth), "keys");
+    c->on_publish_timeout_ms = 2000;
+    c->api_max_body = 65536;
     c->max_publishers = 64;
     c->rtmp_max_chunk_size = 65536;
     c->rtmp_max_message_size = 8 * 1024 * 1024;
@@ -635,6 +643,15 @@ int pd_config_validate(const pd_config_t *c, char *err, size_t errlen)
     if (c->rtmp_port != 0 && c->rtmp_port == c->http_port) {
         snprintf(err, errlen, "rtmp_port and http_port are both %d",
                  c->rtmp_port);
+        return PD_EINVAL;
+    }
+    if (strcmp(c->auth, "keys") != 0 && strcmp(c->auth, "open") != 0) {
+        snprintf(err, errlen, "auth must be \"keys\" or \"open\"");
+        return PD_EINVAL;
+    }
+    if (c->on_publish_url[0] && strncmp(c->on_publish_url, "http://", 7) != 0 &&
+        strncmp(c->on_publish_url, "https://", 8) != 0) {
+        snprintf(err, errlen, "on_publish_url must be an http(s) URL");
         return PD_EINVAL;
     }
     if (!c->bind_addr[0]) {

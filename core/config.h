@@ -73,6 +73,16 @@ typedef struct pd_config_s {
                                is re-encoded (not AAC, or another sample
                                rate than the stream's audio rendition) */
 
+    /* catalogue, keys, hooks (storage) */
+    char db_path[512];      /* "" = <data_dir>/podium.db */
+    char auth[8];           /* "keys": a publisher must present a valid
+                               stream key; "open": anyone may publish
+                               (local use; logged loudly) */
+    char on_publish_url[512]; /* "" = none: POSTed synchronously before a
+                               publish is accepted; non-2xx refuses */
+    int on_publish_timeout_ms; /* 2000 */
+    int api_max_body;       /* 65536: bytes of an /api/ request body */
+
     /* ingest limits */
     int max_publishers;     /* 64 concurrent RTMP connections */
     int rtmp_max_chunk_size;   /* 65536: largest chunk size a peer may set */

@@ -33,6 +33,7 @@ const char *pd_strerror(int code)
     case PD_ETIMEDOUT: return "timed out";
     case PD_EPROTO: return "protocol error";
     case PD_EUNSUP: return "unsupported";
+    case PD_EPERM: return "not allowed";
     default: return "unknown error";
     }
 }

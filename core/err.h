@@ -22,6 +22,7 @@ enum {
     PD_ETIMEDOUT = -10,
     PD_EPROTO = -11,  /* protocol violation by the peer */
     PD_EUNSUP = -12,  /* valid but unsupported (codec, feature) */
+    PD_EPERM = -13,   /* not allowed (bad/missing/revoked key or token) */
 };
 
 /* Returns a static string naming the code; never NULL. */

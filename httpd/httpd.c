@@ -70,6 +70,12 @@
  * MHD_stop_daemon() closes every connection: held clients get their 503,
  * not an empty reply.
  *
+ * The admin API (/api/, api.c) is routed before everything else, at the
+ * first call of a request: its state (an httpd_req_t with `api` set) goes
+ * through every call of the request (headers, body chunks, the answer)
+ * and is freed by on_completed() like any other. /api/ answers carry no
+ * Access-Control-Allow-Origin (and OPTIONS there is a 405).
+ *
  * Logging: nothing per request at info level; refused or odd requests at
  * debug level only, with the path (sanitised) and never the query string,
  * which may carry tokens.
@@ -121,6 +127,7 @@
 struct httpd_s {
     const pd_config_t *cfg; /* borrowed */
     pkg_t *pkg;             /* borrowed */
+    struct st_s *st;        /* borrowed, may be NULL: /api/ is 404 */
     struct MHD_Daemon *daemon;
     int port;             /* bound port */
     pd_buf_t *hlsjs;      /* hls.min.js, NULL if missing */
@@ -134,11 +141,13 @@ struct httpd_s {
 
 enum { REQ_IDLE = 0, REQ_SUSPENDED = 1, REQ_WOKEN = 2 };
 
-/* One blocking-capable request (media routes only), in *req_cls; freed
- * by on_completed(). Other requests are answered at once and keep no
- * state (*req_cls is then &headers_seen). */
+/* One blocking-capable request (media routes) or one /api/ request
+ * (api set), in *req_cls; freed by on_completed(). Other requests are
+ * answered at once and keep no state (*req_cls is then &headers_seen). */
 typedef struct httpd_req_s {
     httpd_t *h;
+    bool is_api;          /* an /api/ request: only `api` is used */
+    httpd_api_req_t *api; /* its state (api.c), NULL before the first call */
     struct MHD_Connection *conn;
     httpd_route_t route; /* owns the strings q points to */
     pkg_query_t q;
@@ -585,8 +594,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   size_t *upload_data_size, void **req_cls)
 {
     (void)version;
-    (void)upload_data;
     httpd_t *h = cls;
+
+    if (*req_cls == NULL && httpd_api_path(url)) {
+        httpd_req_t *req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        atomic_fetch_add(&h->inflight, 1);
+        req->h = h;
+        req->conn = c;
+        req->is_api = true;
+        atomic_init(&req->state, REQ_IDLE);
+        atomic_init(&req->why, PKG_WAKE_READY);
+        atomic_init(&req->resumed, false);
+        *req_cls = req; /* freed by on_completed() */
+    }
+    if (*req_cls != NULL && *req_cls != &headers_seen &&
+        ((httpd_req_t *)*req_cls)->is_api) {
+        httpd_req_t *req = *req_cls;
+        return (enum MHD_Result)httpd_api_call(h->cfg, h->pkg, h->st, c, url,
+                                               method, upload_data,
+                                               upload_data_size, &req->api);
+    }
 
     /* Answer only once the whole request is in: a response queued
      * earlier makes libmicrohttpd close the connection after it, and
@@ -632,6 +661,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
      * or woken (the connection is resumed only by or after the wake). */
     if (atomic_load(&req->resumed))
         atomic_fetch_sub(&h->resumed, 1);
+    httpd_api_req_free(&req->api);
     free(req);
     atomic_fetch_sub(&h->inflight, 1);
 }
@@ -691,7 +721,8 @@ static void raise_nofile(void)
     }
 }
 
-int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out)
+int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
+                httpd_t **out)
 {
     *out = NULL;
     raise_nofile();
@@ -717,6 +748,7 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out)
     }
     h->cfg = cfg;
     h->pkg = pkg;
+    h->st = st;
     atomic_init(&h->suspended, 0);
     atomic_init(&h->inflight, 0);
     atomic_init(&h->resumed, 0);

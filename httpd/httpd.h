@@ -14,10 +14,13 @@
 #include "../packager/packager.h"
 
 typedef struct httpd_s httpd_t;
+struct st_s; /* storage/storage.h */
 
 /* Starts the server on cfg->bind_addr:cfg->http_port (0 = any free port).
- * Borrows cfg and pkg. Returns 0 or a PD_ error (logged). */
-int httpd_start(const pd_config_t *cfg, pkg_t *pkg, httpd_t **out);
+ * Borrows cfg, pkg and st (the catalogue for /api/; NULL: /api/ answers
+ * 404). Returns 0 or a PD_ error (logged). */
+int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
+                httpd_t **out);
 
 /* The port actually bound. */
 int httpd_port(const httpd_t *h);

@@ -209,4 +209,30 @@ int httpd_gzcache_get(httpd_gzcache_t *c, pd_buf_t *src, pd_buf_t **out);
 
 void httpd_gzcache_stats(httpd_gzcache_t *c, httpd_gzcache_stats_t *st);
 
+/* ---- the admin API (api.c) --------------------------------------------
+ *
+ * Everything under /api/ (see api.c for the routes and rules). httpd.c
+ * sends every call of libmicrohttpd's access handler for such a request
+ * here, with the request's own state. */
+struct MHD_Connection;
+struct st_s;
+typedef struct httpd_api_req_s httpd_api_req_t;
+
+/* True for "/api" and "/api/..." (the decoded path). Borrows url. */
+bool httpd_api_path(const char *url);
+
+/* One access-handler call of an /api/ request: *state is NULL at the
+ * first call (allocated here, freed by httpd_api_req_free() when the
+ * request completes), then the body arrives in chunks (upload_data,
+ * *upload_data_size: consumed here), then the final call answers.
+ * Returns an enum MHD_Result. st NULL: every path answers 404. Borrows
+ * everything else. Any libmicrohttpd thread. */
+int httpd_api_call(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
+                   struct MHD_Connection *c, const char *url,
+                   const char *method, const char *upload_data,
+                   size_t *upload_data_size, httpd_api_req_t **state);
+
+/* Frees a request's state; *state set to NULL. NULL-safe. */
+void httpd_api_req_free(httpd_api_req_t **state);
+
 #endif

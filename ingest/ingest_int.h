@@ -354,6 +354,20 @@ size_t ingest_default_budget(const pd_config_t *cfg);
  * (ingest_start passes ingest_default_budget(cfg)); the unit tests use a
  * small one. Same contract as ingest_start otherwise. */
 int ingest_start_budget(const pd_config_t *cfg, pkg_t *pkg,
-                        size_t reassembly_budget, ingest_t **out);
+                        const ingest_hooks_t *hooks, size_t reassembly_budget,
+                        ingest_t **out);
+
+/* Longest `key` query parameter of a publish name (bytes, decoded). */
+#define INGEST_KEY_MAX 128
+
+/* Finds the `key` parameter in a publish name's query string qs[0..len)
+ * (the bytes after '?'; '&' separates, the first '=' splits; other
+ * parameters are ignored; the first `key` wins) and writes it
+ * %XX-decoded and NUL-terminated into key (size >= INGEST_KEY_MAX + 1).
+ * '+' stays '+' (secrets may hold it); "%00" and malformed escapes stay
+ * as they are. Returns 1 found, 0 absent (key ""), PD_ELIMIT longer than
+ * INGEST_KEY_MAX, PD_EINVAL a raw NUL byte in it (or key_size too small).
+ * Borrows qs; pure, never logs. */
+int ingest_query_key(const char *qs, size_t len, char *key, size_t key_size);
 
 #endif

@@ -40,6 +40,17 @@
  *   name is used and is never logged; names are validated before they are
  *   logged; a refused application name is never logged (only its length:
  *   some publishers put the key in the application path).
+ * - Publishing authorisation (ingest_hooks_t, optional): the `key` query
+ *   parameter (%XX-decoded, at most INGEST_KEY_MAX bytes) and the name go
+ *   to hooks->check on the publisher's own thread (it may block, e.g. an
+ *   on_publish webhook) before pkg_publish. A refusal answers
+ *   NetStream.Publish.BadName "Publishing not authorised." and closes with
+ *   one line; that line names the stream only when the publisher sent a
+ *   key: without one the name itself may be a key (key-as-name, how OBS
+ *   users enter it), so only its length is logged. A check may rewrite
+ *   the name (key-as-name); the rewritten name must be valid again. Every
+ *   hooks->started (after pkg_publish) is matched by exactly one
+ *   hooks->ended (after pkg_unpublish) with the same session id.
  */
 #include "ingest.h"
 #include "ingest_int.h"
@@ -86,11 +97,12 @@
 typedef struct conn_s conn_t;
 
 struct ingest_s {
-    const pd_config_t *cfg; /* borrowed */
-    pkg_t *pkg;             /* borrowed */
-    int lfd;                /* listening socket */
-    int port;               /* bound port */
-    int wake[2];            /* pipe: wakes the accept thread to stop */
+    const pd_config_t *cfg;      /* borrowed */
+    pkg_t *pkg;                  /* borrowed */
+    const ingest_hooks_t *hooks; /* borrowed, may be NULL: no checks */
+    int lfd;                     /* listening socket */
+    int port;                    /* bound port */
+    int wake[2];                 /* pipe: wakes the accept thread to stop */
     pthread_t acceptor;
     atomic_bool stopping;
     pthread_mutex_t mu; /* guards conns, nconns, done, every fd close */
@@ -127,11 +139,13 @@ struct conn_s {
     pkg_stream_t *stream;        /* while published */
     int64_t publish_by_us;       /* monotonic: close unless published */
     char name[8 + NAME_MAX_LEN]; /* "live/<name>" once published */
+    bool in_session;             /* hooks->started called, ended not yet */
+    int64_t session;             /* its id, from hooks->started */
     flv_ts_t ts_video, ts_audio;
     int hint_w, hint_h; /* onMetaData, pixels (0 unknown) */
     double hint_fps;    /* onMetaData, frames per second */
     bool warned_vcodec, warned_acodec, warned_aggr, warned_vcfg, warned_acfg;
-    bool mp3_declared;       /* MP3 audio declared to the packager */
+    bool mp3_declared; /* MP3 audio declared to the packager */
     bool warned_data;
 };
 
@@ -480,6 +494,124 @@ static void unpublish(conn_t *c)
     if (c->stream)
         pkg_unpublish(&c->stream);
     c->stream = NULL;
+    const ingest_hooks_t *h = c->in->hooks;
+    if (c->in_session) {
+        c->in_session = false;
+        if (h && h->ended)
+            h->ended(h->opaque, c->name, c->session);
+    }
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int ingest_query_key(const char *qs, size_t len, char *key, size_t key_size)
+{
+    if (key_size < INGEST_KEY_MAX + 1)
+        return PD_EINVAL;
+    key[0] = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *amp = memchr(qs + pos, '&', len - pos);
+        size_t end = amp ? (size_t)(amp - qs) : len;
+        const char *arg = qs + pos;
+        size_t alen = end - pos;
+        pos = end + 1;
+        const char *eq = memchr(arg, '=', alen);
+        size_t klen = eq ? (size_t)(eq - arg) : alen;
+        if (klen != 3 || memcmp(arg, "key", 3) != 0)
+            continue;
+        const char *v = eq ? eq + 1 : arg + alen;
+        size_t vlen = eq ? alen - klen - 1 : 0;
+        size_t n = 0;
+        for (size_t i = 0; i < vlen; i++) {
+            char ch = v[i];
+            if (ch == '%' && i + 2 < vlen) {
+                int hi = hexval(v[i + 1]), lo = hexval(v[i + 2]);
+                /* "%00" stays as it is: no embedded NUL */
+                if (hi >= 0 && lo >= 0 && (hi | lo) != 0) {
+                    ch = (char)(hi * 16 + lo);
+                    i += 2;
+                }
+            }
+            if (ch == 0) { /* a raw NUL would cut the key short */
+                key[0] = 0;
+                return PD_EINVAL;
+            }
+            if (n >= INGEST_KEY_MAX) {
+                key[0] = 0;
+                return PD_ELIMIT;
+            }
+            key[n++] = ch;
+        }
+        key[n] = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs hooks->check for the valid publish name raw[0..len) (blen bytes
+ * before '?'; name holds "live/<base>", name_size bytes). On success name
+ * may have been rewritten (key-as-name) to another valid name. On a
+ * refusal answers the publisher, sets the close reason (the name only if
+ * a key was presented: otherwise the name may be the key) and returns
+ * the error. The key lives on this stack frame only and is wiped. */
+static int check_publish(conn_t *c, uint32_t sid, const char *raw, size_t len,
+                         size_t blen, char *name, size_t name_size)
+{
+    const ingest_hooks_t *h = c->in->hooks;
+    if (!h || !h->check)
+        return 0;
+    char key[INGEST_KEY_MAX + 1] = "";
+    int found = 0;
+    if (blen < len)
+        found =
+            ingest_query_key(raw + blen + 1, len - blen - 1, key, sizeof(key));
+    bool has_key = found == 1 && key[0];
+    int rc = PD_EPERM;
+    char checked[256]; /* what the check may rewrite (a key's stream) */
+    snprintf(checked, sizeof(checked), "%s", name);
+    if (found >= 0)
+        rc = h->check(h->opaque, checked, sizeof(checked), has_key ? key : NULL,
+                      c->peer);
+    /* no copy of the key survives this function */
+    explicit_bzero(key, sizeof(key));
+    if (rc == 0) {
+        checked[sizeof(checked) - 1] = 0;
+        size_t clen = strlen(checked);
+        if (clen < 5 || memcmp(checked, "live/", 5) != 0 ||
+            !name_valid(checked + 5, clen - 5) || clen >= name_size) {
+            rc = PD_ERR; /* a broken rewrite: never publish under it */
+        } else {
+            memcpy(name, checked, clen + 1);
+            return 0;
+        }
+    }
+    if (rc == PD_EPERM)
+        send_status(c, sid, "error", "NetStream.Publish.BadName",
+                    "Publishing not authorised.");
+    else
+        send_status(c, sid, "error", "NetStream.Publish.Failed",
+                    "Publish refused.");
+    /* a key over INGEST_KEY_MAX never reaches the check: PD_EPERM */
+    const char *why = rc == PD_EPERM ? "not authorised" : pd_strerror(rc);
+    if (has_key)
+        set_reason(c, "publish refused for %s: %s", name, why);
+    else if (rc == PD_EPERM)
+        set_reason(c, "publish refused (no valid key): name of %zu bytes",
+                   blen);
+    else
+        set_reason(c, "publish refused (check failed: %s): name of %zu bytes",
+                   why, blen);
+    return rc;
 }
 
 static int cmd_publish(conn_t *c, uint32_t sid, const amf0_value_t *namev)
@@ -504,8 +636,11 @@ static int cmd_publish(conn_t *c, uint32_t sid, const amf0_value_t *namev)
     }
     char name[sizeof(c->name)];
     snprintf(name, sizeof(name), "live/%.*s", (int)blen, raw);
+    int rc = check_publish(c, sid, raw, len, blen, name, sizeof(name));
+    if (rc)
+        return rc;
     pkg_stream_t *s = NULL;
-    int rc = pkg_publish(c->in->pkg, name, c->peer, &s);
+    rc = pkg_publish(c->in->pkg, name, c->peer, &s);
     if (rc == PD_EEXIST) {
         send_status(c, sid, "error", "NetStream.Publish.BadName",
                     "Stream already publishing.");
@@ -520,6 +655,12 @@ static int cmd_publish(conn_t *c, uint32_t sid, const amf0_value_t *namev)
     }
     c->stream = s;
     memcpy(c->name, name, sizeof(c->name));
+    const ingest_hooks_t *h = c->in->hooks;
+    if (h && h->started) {
+        c->session = 0;
+        h->started(h->opaque, c->name, c->peer, &c->session);
+    }
+    c->in_session = h && h->started;
     c->ts_video = (flv_ts_t){0};
     c->ts_audio = (flv_ts_t){0};
     PD_LOGI(MOD, "%s publishing %s", c->peer, c->name);
@@ -769,8 +910,8 @@ static int on_audio(conn_t *c, const rtmp_msg_t *m, int64_t arrival)
                                            PKG_CODEC_MP3, NULL, 0);
             if (rc && !c->warned_acfg) {
                 c->warned_acfg = true;
-                PD_LOGW(MOD, "%s %s: MP3 audio refused: %s", c->peer,
-                        c->name, pd_strerror(rc));
+                PD_LOGW(MOD, "%s %s: MP3 audio refused: %s", c->peer, c->name,
+                        pd_strerror(rc));
             }
         }
         if (a.len == 0)
@@ -1123,13 +1264,16 @@ size_t ingest_default_budget(const pd_config_t *cfg)
     return b;
 }
 
-int ingest_start(const pd_config_t *cfg, pkg_t *pkg, ingest_t **out)
+int ingest_start(const pd_config_t *cfg, pkg_t *pkg,
+                 const ingest_hooks_t *hooks, ingest_t **out)
 {
-    return ingest_start_budget(cfg, pkg, ingest_default_budget(cfg), out);
+    return ingest_start_budget(cfg, pkg, hooks, ingest_default_budget(cfg),
+                               out);
 }
 
 int ingest_start_budget(const pd_config_t *cfg, pkg_t *pkg,
-                        size_t reassembly_budget, ingest_t **out)
+                        const ingest_hooks_t *hooks, size_t reassembly_budget,
+                        ingest_t **out)
 {
     *out = NULL;
     char portstr[16];
@@ -1177,6 +1321,7 @@ int ingest_start_budget(const pd_config_t *cfg, pkg_t *pkg,
     }
     in->cfg = cfg;
     in->pkg = pkg;
+    in->hooks = hooks;
     in->lfd = fd;
     in->port = port;
     atomic_init(&in->stopping, false);

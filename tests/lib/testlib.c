@@ -340,6 +340,10 @@ int tl_podium_start_config(tl_podium_t *p, const char *dir,
     argv[n++] = datadir;
     argv[n++] = "--www-dir";
     argv[n++] = "www";
+    /* tests publish without keys unless they say otherwise (a later
+     * --set auth=keys wins) */
+    argv[n++] = "--set";
+    argv[n++] = "auth=open";
     if (config) {
         argv[n++] = "--config";
         argv[n++] = (char *)config;

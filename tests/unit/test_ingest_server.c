@@ -14,6 +14,10 @@
  * and video, dot names, refused application names never logged). A small
  * RTMP client is built from ingest's own chunk writer, parser and AMF0
  * encoder; some tests read the server's log from a captured stderr.
+ * Publishing hooks (fake ones): the `key` query parameter reaches the
+ * check decoded, a refusal gets BadName and never reaches the packager,
+ * key-as-name rewrites the stream, started/ended pair up once per
+ * session, and no key (nor a name that may be one) is ever logged.
  */
 #include "core/clock.h"
 #include "core/config.h"
@@ -56,6 +60,18 @@ typedef struct stub_s {
     int nvideo, naudio;
     pkg_frame_t last_video, last_audio; /* data pointers not kept */
     uint8_t last_video_byte;
+    /* fake ingest hooks (hooks_* tests) */
+    int nchecks, nstarted, nended;
+    char check_name[256]; /* last name check saw */
+    char check_key[160];  /* last key check saw */
+    bool check_key_null;
+    char check_peer[96];
+    char allow_key[160];     /* non-empty: allow exactly this key */
+    char rewrite_from[80];   /* key-as-name: this name (no key) ... */
+    char rewrite_to[80];     /* ... becomes this one */
+    int npublished_at_check; /* stub.npublished when check ran */
+    int64_t started_id, ended_id;
+    char started_name[80], ended_name[80];
     int block_ms;     /* the k-th pkg_stream_write call sleeps k times
                          this long (outside mu) */
     int writes_begun; /* pkg_stream_write calls entered */
@@ -194,6 +210,7 @@ static bool stub_wait(int *field, int want)
 
 static pd_config_t cfg;
 static ingest_t *srv;
+static const ingest_hooks_t *test_hooks; /* passed to ingest_start */
 
 /* budget 0: ingest_start's default. */
 static void start_server_ex(int max_publishers, int handshake_ms, int idle_ms,
@@ -211,9 +228,11 @@ static void start_server_ex(int max_publishers, int handshake_ms, int idle_ms,
     pd_log_set_level(PD_LOG_WARN);
     if (budget)
         ck_assert_int_eq(
-            ingest_start_budget(&cfg, (pkg_t *)&stub, budget, &srv), 0);
+            ingest_start_budget(&cfg, (pkg_t *)&stub, test_hooks, budget, &srv),
+            0);
     else
-        ck_assert_int_eq(ingest_start(&cfg, (pkg_t *)&stub, &srv), 0);
+        ck_assert_int_eq(ingest_start(&cfg, (pkg_t *)&stub, test_hooks, &srv),
+                         0);
     ck_assert_int_gt(ingest_port(srv), 0);
 }
 
@@ -1133,6 +1152,335 @@ START_TEST(audio_video_one_time_line)
 }
 END_TEST
 
+/* ---- publishing hooks -------------------------------------------------- */
+
+static int fake_check(void *opaque, char *name, size_t name_size,
+                      const char *key, const char *peer)
+{
+    (void)opaque;
+    pthread_mutex_lock(&stub.mu);
+    stub.nchecks++;
+    stub.npublished_at_check = stub.npublished;
+    snprintf(stub.check_name, sizeof(stub.check_name), "%s", name);
+    snprintf(stub.check_key, sizeof(stub.check_key), "%s", key ? key : "");
+    stub.check_key_null = key == NULL;
+    snprintf(stub.check_peer, sizeof(stub.check_peer), "%s", peer);
+    int rc = 0;
+    if (stub.rewrite_from[0] && !key && strcmp(name, stub.rewrite_from) == 0)
+        snprintf(name, name_size, "%s", stub.rewrite_to);
+    else if (stub.allow_key[0])
+        rc = key && strcmp(key, stub.allow_key) == 0 ? 0 : PD_EPERM;
+    pthread_mutex_unlock(&stub.mu);
+    return rc;
+}
+
+static void fake_started(void *opaque, const char *name, const char *peer,
+                         int64_t *session)
+{
+    (void)opaque;
+    (void)peer;
+    pthread_mutex_lock(&stub.mu);
+    stub.nstarted++;
+    *session = 4200 + stub.nstarted;
+    stub.started_id = *session;
+    snprintf(stub.started_name, sizeof(stub.started_name), "%s", name);
+    pthread_mutex_unlock(&stub.mu);
+}
+
+static void fake_ended(void *opaque, const char *name, int64_t session)
+{
+    (void)opaque;
+    pthread_mutex_lock(&stub.mu);
+    stub.nended++;
+    stub.ended_id = session;
+    snprintf(stub.ended_name, sizeof(stub.ended_name), "%s", name);
+    pthread_mutex_unlock(&stub.mu);
+}
+
+static const ingest_hooks_t fake_hooks = {
+    .check = fake_check, .started = fake_started, .ended = fake_ended};
+
+START_TEST(query_key_parsing)
+{
+    char k[INGEST_KEY_MAX + 1];
+    ck_assert_int_eq(ingest_query_key("key=abc", 7, k, sizeof(k)), 1);
+    ck_assert_str_eq(k, "abc");
+    const char *q = "a=1&keyx=2&key=%41b%2b+c&key=second";
+    ck_assert_int_eq(ingest_query_key(q, strlen(q), k, sizeof(k)), 1);
+    ck_assert_str_eq(k, "Ab++c"); /* decoded, '+' kept, first key wins */
+    q = "other=x&k=y";
+    ck_assert_int_eq(ingest_query_key(q, strlen(q), k, sizeof(k)), 0);
+    ck_assert_str_eq(k, "");
+    ck_assert_int_eq(ingest_query_key("key", 3, k, sizeof(k)), 1);
+    ck_assert_str_eq(k, "");
+    ck_assert_int_eq(ingest_query_key("", 0, k, sizeof(k)), 0);
+    q = "key=%00%4%zz%";
+    ck_assert_int_eq(ingest_query_key(q, strlen(q), k, sizeof(k)), 1);
+    ck_assert_str_eq(k, "%00%4%zz%"); /* never an embedded NUL */
+    /* explicit length: bytes after len are not read */
+    ck_assert_int_eq(ingest_query_key("key=abcdef", 6, k, sizeof(k)), 1);
+    ck_assert_str_eq(k, "ab");
+    char big[3 * 200 + 8];
+    int n = snprintf(big, sizeof(big), "key=");
+    for (int i = 0; i < INGEST_KEY_MAX; i++)
+        big[n++] = 'k';
+    ck_assert_int_eq(ingest_query_key(big, (size_t)n, k, sizeof(k)), 1);
+    ck_assert_uint_eq(strlen(k), INGEST_KEY_MAX);
+    big[n++] = 'k';
+    ck_assert_int_eq(ingest_query_key(big, (size_t)n, k, sizeof(k)), PD_ELIMIT);
+    /* 129 decoded bytes written as escapes */
+    n = snprintf(big, sizeof(big), "key=");
+    for (int i = 0; i <= INGEST_KEY_MAX; i++)
+        n += snprintf(big + n, sizeof(big) - (size_t)n, "%%41");
+    ck_assert_int_eq(ingest_query_key(big, (size_t)n, k, sizeof(k)), PD_ELIMIT);
+    ck_assert_int_eq(ingest_query_key("key=a", 5, k, 16), PD_EINVAL);
+    ck_assert_int_eq(ingest_query_key("key=a\0b", 7, k, sizeof(k)), PD_EINVAL);
+    /* random bytes: never crashes, always NUL-terminated within bounds */
+    srand(7);
+    for (int round = 0; round < 2000; round++) {
+        char rnd[300];
+        size_t rl = (size_t)(rand() % (int)sizeof(rnd));
+        for (size_t i = 0; i < rl; i++)
+            rnd[i] = (char)(rand() % 8 == 0 ? '%' : rand() % 256);
+        if (rl >= 4 && rand() % 2)
+            memcpy(rnd, "key=", 4);
+        int r = ingest_query_key(rnd, rl, k, sizeof(k));
+        ck_assert(r == 0 || r == 1 || r == PD_ELIMIT || r == PD_EINVAL);
+        ck_assert_uint_le(strlen(k), INGEST_KEY_MAX);
+    }
+}
+END_TEST
+
+START_TEST(hooks_key_passed_through)
+{
+    test_hooks = &fake_hooks;
+    start_server(8);
+    pthread_mutex_lock(&stub.mu);
+    snprintf(stub.allow_key, sizeof(stub.allow_key), "abc");
+    pthread_mutex_unlock(&stub.mu);
+    cli_t c;
+    cli_publish_ok(&c, "x?foo=1&key=a%62c&bar=2&key=zzz");
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.nchecks, 1);
+    ck_assert_str_eq(stub.check_name, "live/x");
+    ck_assert(!stub.check_key_null);
+    ck_assert_str_eq(stub.check_key, "abc");
+    ck_assert(strncmp(stub.check_peer, "127.0.0.1:", 10) == 0);
+    ck_assert_int_eq(stub.npublished_at_check, 0); /* before pkg_publish */
+    ck_assert_int_eq(stub.npublished, 1);
+    ck_assert_str_eq(stub.published[0], "live/x");
+    pthread_mutex_unlock(&stub.mu);
+    cli_close(&c);
+
+    /* no key parameter at all: check sees NULL */
+    pthread_mutex_lock(&stub.mu);
+    stub.allow_key[0] = 0;
+    pthread_mutex_unlock(&stub.mu);
+    cli_publish_ok(&c, "y?other=1");
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.nchecks, 2);
+    ck_assert(stub.check_key_null);
+    ck_assert_str_eq(stub.check_name, "live/y");
+    pthread_mutex_unlock(&stub.mu);
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(hooks_refused_publish)
+{
+    test_hooks = &fake_hooks;
+    start_server(8);
+    pthread_mutex_lock(&stub.mu);
+    snprintf(stub.allow_key, sizeof(stub.allow_key), "good");
+    pthread_mutex_unlock(&stub.mu);
+    const char *names[] = {"x?key=bad", "x", "x?key=", "x?key=goodX"};
+    for (int i = 0; i < 4; i++) {
+        cli_t c;
+        cli_open(&c);
+        cli_connect(&c, "live");
+        ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+        cli_publish(&c, names[i]);
+        ck_assert(cli_expect(&c, "Publishing not authorised."));
+        ck_assert(closed_by_server(c.fd));
+        cli_close(&c);
+    }
+    /* an overlong key never reaches the check, and is refused */
+    char big[300];
+    int n = snprintf(big, sizeof(big), "x?key=");
+    for (int i = 0; i <= INGEST_KEY_MAX; i++)
+        big[n++] = 'g';
+    big[n] = 0;
+    cli_t c;
+    cli_open(&c);
+    cli_connect(&c, "live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+    cli_publish(&c, big);
+    ck_assert(cli_expect(&c, "NetStream.Publish.BadName"));
+    ck_assert(closed_by_server(c.fd));
+    cli_close(&c);
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.nchecks, 4);
+    ck_assert_int_eq(stub.npublished, 0); /* the packager never saw one */
+    ck_assert_int_eq(stub.nstarted, 0);
+    ck_assert_int_eq(stub.nended, 0);
+    pthread_mutex_unlock(&stub.mu);
+    /* the right key still gets in */
+    cli_publish_ok(&c, "x?key=good");
+    ck_assert_int_eq(stub_get(&stub.npublished), 1);
+    cli_close(&c);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(hooks_key_as_name_rewrite)
+{
+    test_hooks = &fake_hooks;
+    start_server(8);
+    pthread_mutex_lock(&stub.mu);
+    snprintf(stub.rewrite_from, sizeof(stub.rewrite_from), "live/pk_xxx");
+    snprintf(stub.rewrite_to, sizeof(stub.rewrite_to), "live/talk");
+    pthread_mutex_unlock(&stub.mu);
+    log_capture(PD_LOG_DEBUG);
+    cli_t c;
+    cli_publish_ok(&c, "pk_xxx");
+    pthread_mutex_lock(&stub.mu);
+    ck_assert(stub.check_key_null);
+    ck_assert_int_eq(stub.npublished, 1);
+    ck_assert_str_eq(stub.published[0], "live/talk");
+    ck_assert_str_eq(stub.started_name, "live/talk");
+    pthread_mutex_unlock(&stub.mu);
+    cli_close(&c);
+    ck_assert(stub_wait(&stub.nended, 1));
+    ingest_stop(&srv);
+    char *log = log_captured();
+    ck_assert_ptr_null(strstr(log, "pk_xxx")); /* the name was the key */
+    ck_assert_ptr_nonnull(strstr(log, "live/talk"));
+    free(log);
+}
+END_TEST
+
+/* A rewrite to an invalid name is never published. */
+static int bad_rewrite_check(void *opaque, char *name, size_t name_size,
+                             const char *key, const char *peer)
+{
+    (void)opaque;
+    (void)key;
+    (void)peer;
+    snprintf(name, name_size, "live/../etc");
+    return 0;
+}
+
+START_TEST(hooks_bad_rewrite_refused)
+{
+    static const ingest_hooks_t h = {.check = bad_rewrite_check};
+    test_hooks = &h;
+    start_server(8);
+    cli_t c;
+    cli_open(&c);
+    cli_connect(&c, "live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+    cli_publish(&c, "x");
+    ck_assert(cli_expect(&c, "NetStream.Publish.Failed"));
+    ck_assert(closed_by_server(c.fd));
+    cli_close(&c);
+    ck_assert_int_eq(stub_get(&stub.npublished), 0);
+    ingest_stop(&srv);
+}
+END_TEST
+
+START_TEST(hooks_started_ended_once)
+{
+    test_hooks = &fake_hooks;
+    start_server(8);
+    cli_t c;
+    cli_publish_ok(&c, "sess");
+    ck_assert_int_eq(stub_get(&stub.nstarted), 1);
+    ck_assert_int_eq(stub_get(&stub.nended), 0);
+    /* deleteStream ends it; the close afterwards does not end it again */
+    uint8_t b[128];
+    amf0_wr_t w;
+    amf0_wr_init(&w, b, sizeof(b));
+    amf0_put_cstr(&w, "deleteStream");
+    amf0_put_number(&w, 4);
+    amf0_put_null(&w);
+    amf0_put_number(&w, 1);
+    cli_amf(&c, RTMP_MSG_COMMAND_AMF0, 0, &w);
+    ck_assert(stub_wait(&stub.nended, 1));
+    cli_close(&c);
+    /* a second session on a new connection, ended by the close */
+    cli_publish_ok(&c, "sess");
+    ck_assert(stub_wait(&stub.nstarted, 2));
+    cli_close(&c);
+    ck_assert(stub_wait(&stub.nended, 2));
+    ingest_stop(&srv);
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.nstarted, 2);
+    ck_assert_int_eq(stub.nended, 2);
+    ck_assert_int_eq(stub.started_id, 4202);
+    ck_assert_int_eq(stub.ended_id, 4202);
+    ck_assert_str_eq(stub.ended_name, "live/sess");
+    pthread_mutex_unlock(&stub.mu);
+}
+END_TEST
+
+START_TEST(hooks_ended_at_stop)
+{
+    test_hooks = &fake_hooks;
+    start_server(8);
+    cli_t c;
+    cli_publish_ok(&c, "stopme");
+    ingest_stop(&srv);
+    pthread_mutex_lock(&stub.mu);
+    ck_assert_int_eq(stub.nstarted, 1);
+    ck_assert_int_eq(stub.nended, 1);
+    ck_assert_int_eq(stub.ended_id, 4201);
+    pthread_mutex_unlock(&stub.mu);
+    cli_close(&c);
+}
+END_TEST
+
+START_TEST(hooks_key_never_logged)
+{
+    test_hooks = &fake_hooks;
+    start_server(8);
+    pthread_mutex_lock(&stub.mu);
+    snprintf(stub.allow_key, sizeof(stub.allow_key), "SuperSecretOk!");
+    pthread_mutex_unlock(&stub.mu);
+    log_capture(PD_LOG_DEBUG);
+    cli_t c;
+    /* accepted with a key, then unpublished and closed */
+    cli_publish_ok(&c, "named?key=SuperSecretOk%21&x=SuperSecretOther");
+    cli_close(&c);
+    ck_assert(stub_wait(&stub.nended, 1));
+    /* refused with a key: the name may be logged, never the key */
+    cli_open(&c);
+    cli_connect(&c, "live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+    cli_publish(&c, "shown?key=SuperSecretWrong");
+    ck_assert(cli_expect(&c, "NetStream.Publish.BadName"));
+    ck_assert(closed_by_server(c.fd));
+    cli_close(&c);
+    /* refused without a key: the name may be a key, never logged */
+    cli_open(&c);
+    cli_connect(&c, "live");
+    ck_assert(cli_expect(&c, "NetConnection.Connect.Success"));
+    cli_publish(&c, "SuperSecretName42");
+    ck_assert(cli_expect(&c, "NetStream.Publish.BadName"));
+    ck_assert(closed_by_server(c.fd));
+    cli_close(&c);
+    ingest_stop(&srv);
+    char *log = log_captured();
+    ck_assert_ptr_null(strstr(log, "SuperSecret"));
+    ck_assert_ptr_null(strstr(log, "key="));
+    ck_assert_ptr_nonnull(strstr(log, "live/named"));
+    ck_assert_ptr_nonnull(strstr(log, "publish refused for live/shown"));
+    ck_assert_int_eq(count_substr(log, "publish refused (no valid key)"), 1);
+    ck_assert_ptr_nonnull(strstr(log, "name of 17 bytes"));
+    free(log);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ingest_server");
@@ -1158,6 +1506,14 @@ static Suite *suite(void)
     tcase_add_test(t, truncated_amf_logged_as_truncated);
     tcase_add_test(t, acks_count_the_handshake);
     tcase_add_test(t, audio_video_one_time_line);
+    tcase_add_test(t, query_key_parsing);
+    tcase_add_test(t, hooks_key_passed_through);
+    tcase_add_test(t, hooks_refused_publish);
+    tcase_add_test(t, hooks_key_as_name_rewrite);
+    tcase_add_test(t, hooks_bad_rewrite_refused);
+    tcase_add_test(t, hooks_started_ended_once);
+    tcase_add_test(t, hooks_ended_at_stop);
+    tcase_add_test(t, hooks_key_never_logged);
     suite_add_tcase(s, t);
     return s;
 }

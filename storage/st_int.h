@@ -1,0 +1,115 @@
+/*
+ * storage/st_int.h - storage's internals, shared by its files (db.c,
+ * keys.c, sessions.c, hooks.c, cli.c). Not for other modules.
+ */
+#ifndef ST_INT_H
+#define ST_INT_H
+
+#include "storage.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#define ST_MOD "store"
+
+/* The schema, one entry per version: MIGRATIONS[v - 1] takes a database
+ * from user_version v - 1 to v, in one transaction (db.c). Never edit a
+ * released entry; append a new one and bump ST_SCHEMA_VERSION. */
+#define ST_SCHEMA_V1                                                         \
+    "CREATE TABLE keys ("                                                    \
+    " id INTEGER PRIMARY KEY,"                                               \
+    " stream TEXT NOT NULL,"                                                 \
+    " label TEXT NOT NULL DEFAULT '',"                                       \
+    " hash TEXT NOT NULL UNIQUE,"          /* hex SHA-256 of the secret */   \
+    " created_us INTEGER NOT NULL,"                                          \
+    " revoked_us INTEGER NOT NULL DEFAULT 0,"                                \
+    " last_used_us INTEGER NOT NULL DEFAULT 0);"                             \
+    "CREATE INDEX keys_stream ON keys(stream);"                              \
+    "CREATE TABLE tokens ("                                                  \
+    " id INTEGER PRIMARY KEY,"                                               \
+    " label TEXT NOT NULL DEFAULT '',"                                       \
+    " hash TEXT NOT NULL UNIQUE,"                                            \
+    " created_us INTEGER NOT NULL,"                                          \
+    " revoked_us INTEGER NOT NULL DEFAULT 0,"                                \
+    " last_used_us INTEGER NOT NULL DEFAULT 0);"                             \
+    "CREATE TABLE sessions ("                                                \
+    " id INTEGER PRIMARY KEY,"                                               \
+    " stream TEXT NOT NULL,"                                                 \
+    " peer TEXT NOT NULL DEFAULT '',"                                        \
+    " started_us INTEGER NOT NULL,"                                          \
+    " ended_us INTEGER NOT NULL DEFAULT 0,"                                  \
+    " end_reason TEXT NOT NULL DEFAULT '',"                                  \
+    " codecs TEXT NOT NULL DEFAULT '',"                                      \
+    " renditions TEXT NOT NULL DEFAULT '');"                                 \
+    "CREATE INDEX sessions_stream ON sessions(stream, started_us);"          \
+    "CREATE TABLE hooks ("                                                   \
+    " id INTEGER PRIMARY KEY,"                                               \
+    " url TEXT NOT NULL,"                                                    \
+    " events TEXT NOT NULL,"                                                 \
+    " secret TEXT NOT NULL,"   /* HMAC key: must be readable to sign */      \
+    " created_us INTEGER NOT NULL);"                                         \
+    "CREATE TABLE recordings ("                                              \
+    " id INTEGER PRIMARY KEY,"                                               \
+    " session_id INTEGER NOT NULL REFERENCES sessions(id),"                  \
+    " stream TEXT NOT NULL,"                                                 \
+    " dir TEXT NOT NULL,"      /* below <data_dir>/recordings */             \
+    " started_us INTEGER NOT NULL,"                                          \
+    " ended_us INTEGER NOT NULL DEFAULT 0,"                                  \
+    " bytes INTEGER NOT NULL DEFAULT 0);"                                    \
+    "CREATE TABLE rec_segments ("                                            \
+    " id INTEGER PRIMARY KEY,"                                               \
+    " recording_id INTEGER NOT NULL REFERENCES recordings(id)"               \
+    "  ON DELETE CASCADE,"                                                   \
+    " rendition TEXT NOT NULL,"                                              \
+    " msn INTEGER NOT NULL,"                                                 \
+    " kind TEXT NOT NULL,"     /* 'init' or 'segment' */                     \
+    " file TEXT NOT NULL,"     /* relative to the recording's dir */         \
+    " duration_us INTEGER NOT NULL DEFAULT 0,"                               \
+    " pdt_us INTEGER NOT NULL DEFAULT 0,"                                    \
+    " discontinuity INTEGER NOT NULL DEFAULT 0,"                             \
+    " init_file TEXT NOT NULL DEFAULT '',"                                   \
+    " bytes INTEGER NOT NULL,"                                               \
+    " UNIQUE(recording_id, rendition, kind, msn));"
+
+/* A queued webhook delivery (hooks.c). */
+typedef struct st_delivery_s {
+    int64_t hook_id;
+    char *url;
+    char *secret;
+    char *body;              /* JSON */
+    size_t len;
+    char event[32];          /* type, for X-Podium-Event */
+    char id[33];             /* hex, X-Podium-Delivery (same on retries) */
+    int attempts;            /* done so far */
+    int64_t next_us;         /* monotonic: when to (re)try */
+} st_delivery_t;
+
+struct st_s {
+    const pd_config_t *cfg;
+    sqlite3 *db;
+    pthread_mutex_t lock;    /* serialises every use of db */
+    char path[1024];
+
+    /* webhooks (hooks.c): a ring of deliveries, one worker */
+    pthread_mutex_t hlock;
+    pthread_cond_t hcond;
+    pthread_t hthread;
+    bool hrunning, hstop;
+    st_delivery_t *q;        /* ST_HOOK_QUEUE entries */
+    int qhead, qn;
+    atomic_llong sent, failed, dropped;
+    int backoff_ms;          /* first retry delay, doubled per retry; 0 =
+                                1000 (tests set it smaller before events) */
+};
+
+/* hooks.c: start/stop the worker (called by st_open / st_close). */
+int st_hooks_start(st_t *st);
+void st_hooks_stop(st_t *st);
+
+/* keys.c: a random secret "<prefix>" + 43 base64url chars, and the hex
+ * SHA-256 of a secret (hex: 65 bytes). */
+int st_secret_new(const char *prefix, char *out, size_t outlen);
+void st_secret_hash(const char *secret, char hex[65]);
+
+#endif

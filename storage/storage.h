@@ -1,0 +1,172 @@
+/*
+ * storage/storage.h - podium's catalogue (sqlite3), stream keys, API
+ * tokens, sessions and webhooks.
+ *
+ * One sqlite3 database in WAL mode (cfg->db_path, default
+ * <data_dir>/podium.db), created and migrated by podium itself: the schema
+ * version is PRAGMA user_version, each migration runs in one transaction,
+ * an older database is upgraded in place, a newer one is refused. On open,
+ * sessions left open by a crash are closed as ended ("crash").
+ *
+ * Secrets (stream keys, API tokens) are random (OpenSSL RAND_bytes),
+ * shown once at creation and stored only as SHA-256 hashes; a check
+ * compares hashes in constant time. Secrets are never logged.
+ *
+ * Threads: every function is thread-safe (one connection, serialised by a
+ * mutex; queries are short). Webhooks are sent by one worker thread from a
+ * bounded queue; st_event() never blocks on the network.
+ */
+#ifndef ST_STORAGE_H
+#define ST_STORAGE_H
+
+#include "../core/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct st_s st_t;
+
+#define ST_SCHEMA_VERSION 1
+#define ST_SECRET_MAX 64 /* bytes of a secret's text form incl. NUL */
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+/* Opens (creating directories and the file as needed) and migrates the
+ * database at path (NULL: cfg->db_path), closes crashed sessions, starts
+ * the webhook worker. Borrows cfg (must outlive st). Returns 0, PD_EIO
+ * (cannot open/create: message logged), PD_EINVAL (a newer schema) or
+ * PD_ENOMEM. */
+int st_open(const pd_config_t *cfg, const char *path, st_t **out);
+
+/* Stops the worker (pending webhooks get at most 1 s), closes the
+ * database; *st set to NULL. Idempotent. */
+void st_close(st_t **st);
+
+/* ---- stream keys ------------------------------------------------------ */
+
+typedef struct st_key_s {
+    int64_t id;
+    char stream[256];       /* "live/<name>" the key may publish */
+    char label[128];        /* free text, may be empty */
+    int64_t created_us;     /* wallclock */
+    int64_t revoked_us;     /* 0: active */
+    int64_t last_used_us;   /* 0: never */
+} st_key_t;
+
+/* Creates a key for stream ("live/<name>", validated like a publish name).
+ * Writes its secret ("pk_" + 43 base64url chars) into secret (size >=
+ * ST_SECRET_MAX) and its id into *id. */
+int st_key_create(st_t *st, const char *stream, const char *label,
+                  char *secret, size_t secret_size, int64_t *id);
+
+/* All keys, newest first; *out is malloc'ed (caller frees), *n entries.
+ * No secrets. */
+int st_key_list(st_t *st, st_key_t **out, int *n);
+
+/* Revokes key id (a revoked key cannot start a new publish; a live
+ * publisher is not cut). PD_ENOENT if there is no such key. */
+int st_key_revoke(st_t *st, int64_t id);
+
+/* Publishing check. stream: "live/<name>" the publisher asked for; key:
+ * the key it presented (NULL or "" if none). Key-as-name (how OBS users
+ * enter it): when key is empty and <name> itself is a valid active key,
+ * the key's stream is written to stream (size stream_size) and 0
+ * returned. Returns 0 (allowed: the key is active and for this stream),
+ * PD_EPERM (no key, unknown, revoked, or for another stream). Records
+ * last use. */
+int st_key_check(st_t *st, char *stream, size_t stream_size,
+                 const char *key);
+
+/* ---- API tokens ------------------------------------------------------- */
+
+typedef struct st_token_s {
+    int64_t id;
+    char label[128];
+    int64_t created_us, revoked_us, last_used_us;
+} st_token_t;
+
+/* Like keys, secrets "pt_..." */
+int st_token_create(st_t *st, const char *label, char *secret,
+                    size_t secret_size, int64_t *id);
+int st_token_list(st_t *st, st_token_t **out, int *n);
+int st_token_revoke(st_t *st, int64_t id);
+/* 0 if secret is an active token, PD_EPERM otherwise. */
+int st_token_check(st_t *st, const char *secret);
+
+/* ---- streams and sessions ---------------------------------------------- */
+
+typedef struct st_session_s {
+    int64_t id;
+    char stream[256];
+    char peer[64];
+    int64_t started_us, ended_us; /* ended 0: live */
+    char end_reason[32];          /* "left", "crash", "shutdown" */
+    char codecs[128];             /* e.g. "avc1.64001f,mp4a.40.2" */
+    char renditions[256];         /* comma-separated names */
+} st_session_t;
+
+/* A publisher started (or resumed) stream; *id = the session's id. */
+int st_session_start(st_t *st, const char *stream, const char *peer,
+                     int64_t *id);
+/* Fills in what became known (either may be NULL). */
+int st_session_describe(st_t *st, int64_t id, const char *codecs,
+                        const char *renditions);
+/* The publisher left (reason "left") or podium stops ("shutdown"). */
+int st_session_end(st_t *st, int64_t id, const char *reason);
+/* Sessions, newest first, at most limit (live ones first when
+ * live_only); caller frees *out. */
+int st_session_list(st_t *st, bool live_only, int limit,
+                    st_session_t **out, int *n);
+
+/* ---- webhooks ---------------------------------------------------------- */
+
+typedef struct st_hook_s {
+    int64_t id;
+    char url[512];          /* http(s)://... */
+    char events[128];       /* comma-separated, or "*" */
+    int64_t created_us;
+} st_hook_t;
+
+/* Subscribes url to events ("stream.started,stream.ended,
+ * recording.ready" or "*"); secret signs the deliveries (HMAC-SHA256,
+ * header X-Podium-Signature: t=<unix s>,v1=<hex of HMAC(secret,
+ * "<t>.<body>")>). Only http/https URLs. */
+int st_hook_create(st_t *st, const char *url, const char *events,
+                   const char *secret, int64_t *id);
+int st_hook_list(st_t *st, st_hook_t **out, int *n);
+int st_hook_delete(st_t *st, int64_t id);
+
+/* Queues event type with a JSON object body (borrowed; it gets "event"
+ * and "time" added) for every subscription that wants it. Never blocks;
+ * when the queue (ST_HOOK_QUEUE deliveries) is full the event is dropped
+ * and counted. Deliveries retry with back-off (1, 2, 4, 8, 16 s) on a
+ * connection error or a non-2xx answer, then give up (logged). */
+#define ST_HOOK_QUEUE 1024
+void st_event(st_t *st, const char *type, const char *json_object);
+
+/* The synchronous on_publish hook (cfg->on_publish_url, empty = none):
+ * POSTs {"stream":...,"peer":...} and waits at most
+ * cfg->on_publish_timeout_ms. Returns 0 (2xx: allowed, or no hook),
+ * PD_EPERM (any other answer, or no answer in time). */
+int st_on_publish(st_t *st, const char *stream, const char *peer);
+
+/* Signature header value for body at unix time t (tests, and the worker).
+ * out: >= 96 bytes. */
+int st_sign(const char *secret, int64_t t, const char *body, size_t len,
+            char *out, size_t outlen);
+
+typedef struct st_stats_s {
+    int64_t hooks_sent, hooks_failed, hooks_dropped, hooks_queued;
+} st_stats_t;
+void st_get_stats(st_t *st, st_stats_t *out);
+
+/* ---- CLI --------------------------------------------------------------- */
+
+/* `podium keys create <name> [--label L] | list | revoke <id>` and
+ * `podium tokens create [--label L] | list | revoke <id>`: argv[0] is
+ * "keys" or "tokens". Prints to stdout (the secret once, on create).
+ * Returns the process exit status (0, 1 error, 2 usage). */
+int st_cli(const pd_config_t *cfg, int argc, char **argv);
+
+#endif
