@@ -21,7 +21,8 @@
  *   offsets + edit list) at the source's time, with as many frames.
  * - "drift": source + one 180p rung (config file), 180 s of media read at
  *   3x: audio - video (mean of 4 segments = 375 AAC frames) at the start
- *   and at the end agree within a frame; nothing shed or dropping.
+ *   and at the end agree within a frame; nothing shed (a dropped picture
+ *   is noted: it moves no timestamp).
  * - "shed": 720p source, x264 veryslow: the largest rung is shed, its
  *   playlist goes on with EXT-X-GAP segments at the source's MSNs, the
  *   kept rungs go on with real segments, the source is never shed.
@@ -1840,6 +1841,7 @@ START_TEST(test_drift_long_run)
                              "source", 1) == 0);
     int64_t t0 = tl_now_ms();
     int polls = 0;
+    bool noted_drop = false;
     char last_shed[256] = "", last_drop[256] = "";
     for (;;) {
         tl_resp_t r;
@@ -1854,7 +1856,16 @@ START_TEST(test_drift_long_run)
             snprintf(last_shed, sizeof(last_shed), "%s", shed);
             snprintf(last_drop, sizeof(last_drop), "%s", drop);
         }
-        if (ok && (shed[0] || drop[0])) {
+        if (ok && drop[0] && !shed[0] && !noted_drop) {
+            /* a busy machine may make the rung drop a picture: that
+             * lengthens a frame, it moves no timestamp (what this case
+             * measures); a shed rung would (gap segments): that fails */
+            noted_drop = true;
+            tl_note("%lld ms into the %dx publish: dropping [%s] (noted, "
+                    "not a failure)", (long long)(tl_now_ms() - t0),
+                    DRIFT_RATE, drop);
+        }
+        if (ok && shed[0]) {
             tl_fixture_dump(&a.f);
             ck_assert_msg(0,
                           "%lld ms into the %dx publish: shed [%s] dropping "
