@@ -19,6 +19,7 @@
 #include <libavutil/log.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <getopt.h>
 #include <signal.h>
@@ -204,6 +205,7 @@ static void av_to_log(void *avcl, int level, const char *fmt, va_list vl)
 typedef struct {
     st_t *st;
     bool open;
+    atomic_bool stopping; /* podium is stopping: sessions end "shutdown" */
 } gate_t;
 
 static int gate_check(void *opaque, char *name, size_t name_size,
@@ -261,7 +263,8 @@ static void gate_ended(void *opaque, const char *name, int64_t session)
 {
     gate_t *g = opaque;
     if (session > 0)
-        st_session_end(g->st, session, "left");
+        st_session_end(g->st, session,
+                       atomic_load(&g->stopping) ? "shutdown" : "left");
     event_json("stream.ended", g->st, name, NULL, session);
 }
 
@@ -333,6 +336,7 @@ int main(int argc, char **argv)
         PD_LOGI("podium", "signal %d: stopping", sig);
     }
 
+    atomic_store(&gate.stopping, true);
     if (in)
         ingest_stop(&in);
     if (pkg)

@@ -488,9 +488,9 @@ static int create_hook(struct MHD_Connection *c, struct st_s *st,
                            "\"url\" must be an http:// or https:// URL "
                            "(at most 511 bytes)",
                            NULL);
-    } else if (strlen(secret) > 256) {
+    } else if (strlen(secret) > 255) {
         ret = answer_error(c, MHD_HTTP_BAD_REQUEST,
-                           "\"secret\" must be at most 256 bytes", NULL);
+                           "\"secret\" must be at most 255 bytes", NULL);
     } else if (!hook_events_text(json_object_get(o, "events"), events,
                                  sizeof(events), msg, sizeof(msg))) {
         ret = answer_error(c, MHD_HTTP_BAD_REQUEST, msg, NULL);
@@ -647,6 +647,13 @@ int httpd_api_call(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
             return MHD_NO;
         *state = rq;
         rq->authorized = st && authorized(c, st);
+        /* nothing of an unauthorised request is read: answer at once
+         * (MHD then closes the connection if a body was announced) */
+        if (!st)
+            return answer_error(c, MHD_HTTP_NOT_FOUND, "not found", NULL);
+        if (!rq->authorized)
+            return answer_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                NULL);
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         char *end = NULL;

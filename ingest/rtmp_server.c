@@ -592,9 +592,12 @@ static int check_publish(conn_t *c, uint32_t sid, const char *raw, size_t len,
             rc = PD_ERR; /* a broken rewrite: never publish under it */
         } else {
             memcpy(name, checked, clen + 1);
+            explicit_bzero(checked, sizeof(checked)); /* it held the name,
+                                                         maybe a key */
             return 0;
         }
     }
+    explicit_bzero(checked, sizeof(checked));
     if (rc == PD_EPERM)
         send_status(c, sid, "error", "NetStream.Publish.BadName",
                     "Publishing not authorised.");

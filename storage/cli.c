@@ -10,6 +10,8 @@
  */
 #include "st_int.h"
 
+#include <openssl/crypto.h>
+
 #include "../core/err.h"
 
 #include <errno.h>
@@ -107,18 +109,20 @@ static int keys_create(st_t *st, const pd_config_t *cfg, const char *name,
     int64_t id = 0;
     int rc = st_key_create(st, stream, label, secret, sizeof(secret), &id);
     if (rc == PD_EINVAL)
-        return fail("keys", "invalid stream name (live/<name>, 1-200 of "
+        return fail("keys", "invalid stream name (live/<name>, 1-64 of "
                     "A-Z a-z 0-9 _ . -, not starting with '.') or label "
                     "(at most 127 bytes of printable UTF-8)", rc);
     if (rc)
         return fail("keys", "cannot create the key", rc);
     int port = cfg->rtmp_port > 0 ? cfg->rtmp_port : 1935;
+    /* which database: a relative data_dir elsewhere is another one */
+    fprintf(stderr, "database %s\n", st->path);
     printf("id %" PRId64 "\nkey %s\n", id, secret);
     printf("publish with rtmp://HOST:%d/%s?key=%s\n"
            "or in OBS: server rtmp://HOST:%d/live, stream key %s\n"
            "(the key is shown only now; it is stored as a hash)\n",
            port, stream, secret, port, secret);
-    memset(secret, 0, sizeof(secret));
+    OPENSSL_cleanse(secret, sizeof(secret));
     return 0;
 }
 
@@ -157,7 +161,7 @@ static int tokens_create(st_t *st, const char *label)
     printf("use it as: Authorization: Bearer %s\n"
            "(the token is shown only now; it is stored as a hash)\n",
            secret);
-    memset(secret, 0, sizeof(secret));
+    OPENSSL_cleanse(secret, sizeof(secret));
     return 0;
 }
 

@@ -647,15 +647,22 @@ static void *worker_main(void *arg)
         int64_t now = pd_mono_us();
         int k = -1;
         int64_t next = now + 1000000; /* every wait has a timeout */
-        for (int i = 0; i < st->qn; i++) {
-            const st_delivery_t *d = &st->q[(st->qhead + i) % ST_HOOK_QUEUE];
-            if (w->drain_until || d->next_us <= now) {
-                k = i;
-                break;
+        /* first attempts before retries: a subscriber that does not
+         * answer (its retries come due again and again) must not starve
+         * the others */
+        for (int pass = 0; pass < 2 && k < 0; pass++)
+            for (int i = 0; i < st->qn; i++) {
+                const st_delivery_t *d =
+                    &st->q[(st->qhead + i) % ST_HOOK_QUEUE];
+                if ((pass == 0) != (d->attempts == 0))
+                    continue;
+                if (w->drain_until || d->next_us <= now) {
+                    k = i;
+                    break;
+                }
+                if (d->next_us < next)
+                    next = d->next_us;
             }
-            if (d->next_us < next)
-                next = d->next_us;
-        }
         if (k < 0) {
             if (w->drain_until || st->hstop)
                 break; /* stopping and nothing left */

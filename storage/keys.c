@@ -28,7 +28,7 @@
 
 #define SECRET_BYTES 32
 #define SECRET_B64 43       /* base64url chars of SECRET_BYTES, no padding */
-#define NAME_MAX_CHARS 200  /* <name> in "live/<name>" */
+#define NAME_MAX_CHARS 64   /* <name> in "live/<name>": ingest's limit */
 #define LABEL_MAX 127       /* bytes */
 #define CHECK_MAX 1024      /* longest presented secret worth hashing */
 
@@ -135,7 +135,8 @@ static bool label_valid(const char *s)
             if ((p[i + k] & 0xc0) != 0x80)
                 return false;
         /* overlongs of 3/4 bytes, surrogates, > U+10FFFF */
-        if ((c == 0xe0 && p[i + 1] < 0xa0) ||
+        if ((c == 0xc2 && p[i + 1] < 0xa0) || /* C1 controls (CSI...) */
+            (c == 0xe0 && p[i + 1] < 0xa0) ||
             (c == 0xed && p[i + 1] > 0x9f) ||
             (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] > 0x8f))
             return false;
@@ -294,18 +295,24 @@ static int64_t find_active(st_t *st, const char *table, const char *secret,
 }
 
 /* Records a successful use (best effort: a failure only loses the time). */
+/* Records a use, at most once a minute per key/token (a write costs an
+ * fsync, and token checks run on the HTTP server's threads), and never
+ * waits for the database: a busy database skips the record. */
 static void touch_locked(st_t *st, const char *table, int64_t id)
 {
-    char sql[96];
+    char sql[160];
     snprintf(sql, sizeof(sql),
-             "UPDATE %s SET last_used_us = ?1 WHERE id = ?2", table);
+             "UPDATE %s SET last_used_us = ?1 WHERE id = ?2 AND "
+             "last_used_us < ?1 - 60000000", table);
     sqlite3_stmt *s = NULL;
+    sqlite3_busy_timeout(st->db, 0);
     if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, pd_wall_us());
         sqlite3_bind_int64(s, 2, id);
         sqlite3_step(s);
     }
     sqlite3_finalize(s);
+    sqlite3_busy_timeout(st->db, 5000);
 }
 
 /* ---- stream keys --------------------------------------------------------- */

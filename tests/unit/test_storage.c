@@ -479,8 +479,8 @@ START_TEST(key_check_cases)
     char longname[300], lsec[ST_SECRET_MAX];
     int64_t lid = 0;
     memcpy(longname, "live/", 5);
-    memset(longname + 5, 'L', 150);
-    longname[155] = '\0';
+    memset(longname + 5, 'L', 60);
+    longname[65] = '\0';
     ck_assert_int_eq(st_key_create(st, longname, "", lsec, sizeof(lsec),
                                    &lid), 0);
     char exact[5 + 46 + 1];
@@ -565,11 +565,12 @@ START_TEST(key_hostile_inputs)
                       "stream %zu accepted", i);
     char name[300];
     memcpy(name, "live/", 5);
-    memset(name + 5, 'n', 200);
-    name[205] = '\0';
+    /* ingest's limit: 64 characters */
+    memset(name + 5, 'n', 64);
+    name[69] = '\0';
     ck_assert_int_eq(st_key_create(st, name, "", sec, sizeof(sec), &id), 0);
-    name[205] = 'n';
-    name[206] = '\0';
+    name[69] = 'n';
+    name[70] = '\0';
     ck_assert_int_eq(st_key_create(st, name, "", sec, sizeof(sec), &id),
                      PD_EINVAL);
     static char huge[1 << 20];
@@ -598,6 +599,13 @@ START_TEST(key_hostile_inputs)
     ck_assert_int_eq(st_key_create(st, "live/ok", lab, sec, sizeof(sec),
                                    &id), PD_EINVAL);
 
+    /* C1 controls (an escape sequence for a terminal's `keys list`) are
+     * refused; other non-ASCII text is fine */
+    ck_assert_int_eq(st_key_create(st, "live/ok", "a\xc2\x9b" "2J", sec,
+                                   sizeof(sec), &id), PD_EINVAL);
+    ck_assert_int_eq(st_key_create(st, "live/ok", "caf\xc3\xa9", sec,
+                                   sizeof(sec), &id), 0);
+
     /* SQL as a label is stored verbatim, the table survives */
     const char *inj = "'; DROP TABLE keys; --";
     ck_assert_int_eq(st_key_create(st, "live/ok", inj, sec, sizeof(sec),
@@ -615,13 +623,13 @@ START_TEST(key_hostile_inputs)
     st_key_t *k = NULL;
     int n = 0;
     ck_assert_int_eq(st_key_list(st, &k, &n), 0);
-    ck_assert_int_eq(n, 4);
+    ck_assert_int_eq(n, 5);
     ck_assert_str_eq(k[1].label, inj);
     free(k);
     ck_assert_int_eq(st_key_list(st, NULL, &n), PD_EINVAL);
     ck_assert_int_eq(st_key_list(NULL, &k, &n), PD_EINVAL);
     st_close(&st);
-    ck_assert_int_eq(raw_int("SELECT count(*) FROM keys"), 4);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM keys"), 5);
 }
 END_TEST
 
