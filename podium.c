@@ -256,12 +256,15 @@ static void gate_started(void *opaque, const char *name, const char *peer,
     *session = 0;
     if (st_session_start(g->st, name, peer, session) != PD_OK)
         *session = 0;
+    if (*session > 0)
+        st_rec_begin(g->st, name, *session);
     event_json("stream.started", g->st, name, peer, *session);
 }
 
 static void gate_ended(void *opaque, const char *name, int64_t session)
 {
     gate_t *g = opaque;
+    st_rec_end(g->st, name);
     if (session > 0)
         st_session_end(g->st, session,
                        atomic_load(&g->stopping) ? "shutdown" : "left");
@@ -318,6 +321,8 @@ int main(int argc, char **argv)
                     "network set auth = \"keys\" and create stream keys "
                     "(podium keys create NAME)");
         rc = pkg_create(&cfg, &pkg);
+        if (!rc)
+            pkg_set_sink(pkg, st_rec_sink(st)); /* recordings */
     }
     if (!rc)
         rc = httpd_start(&cfg, pkg, st, &http);

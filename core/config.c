@@ -63,6 +63,9 @@ static const setting_t settings[] = {
     STR_SETTING(on_publish_url),
     INT_SETTING(on_publish_timeout_ms, 100, 60000),
     INT_SETTING(api_max_body, 1024, 16 * 1024 * 1024),
+    INT_SETTING(recording, 0, 1),
+    INT_SETTING(rec_max_age_s, 0, 2000000000),
+    INT_SETTING(rec_max_mb, 0, 2000000000),
     INT_SETTING(max_publishers, 1, 10000),
     INT_SETTING(rtmp_max_chunk_size, 128, 16777215),
     INT_SETTING(rtmp_max_message_size, 1024, 256 * 1024 * 1024),
@@ -119,6 +122,7 @@ void pd_config_defaults(pd_config_t *c)
     snprintf(c->auth, sizeof(c->auth), "keys");
     c->on_publish_timeout_ms = 2000;
     c->api_max_body = 65536;
+    c->recording = 1;
     c->max_publishers = 64;
     c->rtmp_max_chunk_size = 65536;
     c->rtmp_max_message_size = 8 * 1024 * 1024;

@@ -82,6 +82,10 @@ typedef struct pd_config_s {
                                publish is accepted; non-2xx refuses */
     int on_publish_timeout_ms; /* 2000 */
     int api_max_body;       /* 65536: bytes of an /api/ request body */
+    int recording;          /* 1: record every session (VOD afterwards) */
+    int rec_max_age_s;      /* 0 = keep forever: delete older recordings */
+    int rec_max_mb;         /* 0 = no limit: delete the oldest recordings
+                               beyond this many MiB in total */
 
     /* ingest limits */
     int max_publishers;     /* 64 concurrent RTMP connections */

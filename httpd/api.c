@@ -20,6 +20,11 @@
  *   decimal integers (400); unknown paths 404, wrong methods 405 with
  *   Allow. Every answer is a JSON object (204 has no body), with
  *   Cache-Control: no-store and never Access-Control-Allow-Origin.
+ * - Recordings (GET /api/recordings, DELETE /api/recordings/<id>) list
+ *   every recording, in progress too (newest first, at most
+ *   API_RECORDINGS); a recording still being written cannot be deleted
+ *   (409). httpd_recordings_json() builds the public /recordings.json
+ *   (ended ones only, no sizes) for the player page.
  * - Secrets: a key's or token's secret appears in exactly one answer, the
  *   201 of its creation; lists never hold one; webhook secrets are never
  *   answered; error messages never quote the body. Nothing here logs a
@@ -45,6 +50,7 @@
 #define API_TOKEN_MAX 256     /* bytes of a bearer token we look at */
 #define API_DISCARD_FACTOR 16 /* body bytes discarded before closing */
 #define API_SESSIONS 100      /* sessions listed by GET /api/streams */
+#define API_RECORDINGS 1000   /* recordings listed by GET /api/recordings */
 
 struct httpd_api_req_s {
     bool authorized; /* decided at the first call */
@@ -229,7 +235,87 @@ static bool authorized(struct MHD_Connection *c, struct st_s *st)
 
 /* ---- routes -------------------------------------------------------------- */
 
-typedef enum { COLL_STREAMS, COLL_KEYS, COLL_TOKENS, COLL_HOOKS } coll_t;
+typedef enum {
+    COLL_STREAMS,
+    COLL_KEYS,
+    COLL_TOKENS,
+    COLL_HOOKS,
+    COLL_RECS
+} coll_t;
+
+/* One recording as JSON (new reference); full adds what only the admin
+ * API shows. */
+static json_t *rec_json(const st_rec_t *r, bool full)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "/vod/%lld/index.m3u8", (long long)r->id);
+    json_t *o =
+        json_pack("{s:I,s:s,s:o,s:o,s:f,s:s}", "id", (json_int_t)r->id,
+                  "stream", r->stream, "started", iso_time(r->started_us),
+                  "ended", iso_time(r->ended_us), "duration_s",
+                  (double)r->duration_us / 1e6, "url", url);
+    if (!o || !full)
+        return o;
+    json_t *rends = json_array();
+    const char *p = r->renditions;
+    while (rends && *p) {
+        size_t n = strcspn(p, ",");
+        if (n)
+            json_array_append_new(rends, json_stringn(p, n));
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    json_object_set_new(o, "session", json_integer((json_int_t)r->session_id));
+    json_object_set_new(o, "recording", json_boolean(r->ended_us == 0));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)r->bytes));
+    json_object_set_new(o, "renditions", rends ? rends : json_array());
+    return o;
+}
+
+static int list_recordings(struct MHD_Connection *c, struct st_s *st)
+{
+    st_rec_t *v = NULL;
+    int n = 0;
+    if (st_rec_list(st, API_RECORDINGS, &v, &n))
+        return answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                            "cannot list recordings", NULL);
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, rec_json(&v[i], true));
+    free(v);
+    return answer(c, MHD_HTTP_OK, json_pack("{s:o}", "recordings", a), NULL);
+}
+
+int httpd_recordings_json(struct st_s *st, pd_buf_t **out)
+{
+    *out = NULL;
+    st_rec_t *v = NULL;
+    int n = 0;
+    /* in-progress ones are skipped: ask for some more than we list */
+    int rc = st_rec_list(st, 2 * HTTPD_RECORDINGS_MAX, &v, &n);
+    if (rc)
+        return rc;
+    json_t *a = json_array();
+    for (int i = 0; a && i < n && json_array_size(a) < HTTPD_RECORDINGS_MAX;
+         i++)
+        if (v[i].ended_us > 0)
+            json_array_append_new(a, rec_json(&v[i], false));
+    free(v);
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text)
+        return PD_ENOMEM;
+    size_t len = strlen(text);
+    pd_buf_t *b = pd_buf_new(len);
+    if (b)
+        memcpy(b->data, text, len);
+    free(text);
+    if (!b)
+        return PD_ENOMEM;
+    *out = b;
+    return 0;
+}
 
 static int get_streams(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st)
 {
@@ -540,6 +626,8 @@ static int delete_item(struct MHD_Connection *c, struct st_s *st, coll_t coll,
     int rc;
     if (coll == COLL_HOOKS)
         rc = st_hook_delete(st, id);
+    else if (coll == COLL_RECS)
+        rc = st_rec_delete(st, id);
     else if (!active_id(st, coll, id))
         rc = PD_ENOENT;
     else if (coll == COLL_KEYS)
@@ -550,6 +638,8 @@ static int delete_item(struct MHD_Connection *c, struct st_s *st, coll_t coll,
         return answer(c, MHD_HTTP_NO_CONTENT, NULL, NULL);
     if (rc == PD_ENOENT)
         return answer_error(c, MHD_HTTP_NOT_FOUND, "no such id", NULL);
+    if (rc == PD_EAGAIN)
+        return answer_error(c, MHD_HTTP_CONFLICT, "still recording", NULL);
     return answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot delete",
                         NULL);
 }
@@ -565,12 +655,13 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
     } colls[] = {{"streams", COLL_STREAMS},
                  {"keys", COLL_KEYS},
                  {"tokens", COLL_TOKENS},
-                 {"webhooks", COLL_HOOKS}};
+                 {"webhooks", COLL_HOOKS},
+                 {"recordings", COLL_RECS}};
     const char *rest = url + 5; /* after "/api/" (httpd_api_path) */
     const char *slash = strchr(rest, '/');
     size_t clen = slash ? (size_t)(slash - rest) : strlen(rest);
     int ci = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)(sizeof(colls) / sizeof(colls[0])); i++)
         if (strlen(colls[i].name) == clen &&
             memcmp(rest, colls[i].name, clen) == 0)
             ci = i;
@@ -594,8 +685,9 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
                                 "the id must be a positive integer", NULL);
         return delete_item(c, st, coll, id);
     }
-    const char *allow = coll == COLL_STREAMS ? "GET" : "GET, POST";
-    if (!get && !(post && coll != COLL_STREAMS))
+    bool ro = coll == COLL_STREAMS || coll == COLL_RECS; /* no POST */
+    const char *allow = ro ? "GET" : "GET, POST";
+    if (!get && !(post && !ro))
         return answer_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
                             "method not allowed", allow);
     if (get) {
@@ -606,6 +698,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
             return list_keys(c, st);
         case COLL_TOKENS:
             return list_tokens(c, st);
+        case COLL_RECS:
+            return list_recordings(c, st);
         default:
             return list_hooks(c, st);
         }

@@ -76,6 +76,19 @@
  * and is freed by on_completed() like any other. /api/ answers carry no
  * Access-Control-Allow-Origin (and OPTIONS there is a 405).
  *
+ * Recordings (VOD) are public like the live routes (no token, CORS),
+ * served from storage: /vod/<id>/index.m3u8 (multivariant),
+ * /vod/<id>/<rendition>/index.m3u8 (media playlist) and
+ * /vod/<id>/<rendition>/<file>, whose on-disk path only st_vod_file()
+ * gives (an indexed init-<n>.mp4 or <msn>.m4s of that recording; the URL
+ * is never joined into a path here), sent with MHD's fd response (no copy
+ * in memory). Ids are canonical positive decimals and names follow the
+ * live rules; anything else is 404, as is everything without a catalogue
+ * (st NULL). A recording's playlists get max-age HTTPD_VOD_PLAYLIST_S
+ * while it is being recorded (an EVENT playlist grows) and cache_media_s
+ * once it has EXT-X-ENDLIST; files cache_media_s, immutable.
+ * /recordings.json (no-cache) lists the ended recordings for the page.
+ *
  * Logging: nothing per request at info level; refused or odd requests at
  * debug level only, with the path (sanitised) and never the query string,
  * which may carry tokens.
@@ -87,10 +100,12 @@
 #include "../core/clock.h"
 #include "../core/err.h"
 #include "../core/log.h"
+#include "../storage/storage.h"
 
 #include <microhttpd.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -100,6 +115,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MOD "http"
@@ -123,6 +139,8 @@
  * hundred). */
 #define HTTPD_GZ_CACHE_ENTRIES 256
 #define HTTPD_GZ_CACHE_BYTES (32u << 20)
+/* max-age (s) of the playlists of a recording still being written. */
+#define HTTPD_VOD_PLAYLIST_S 60
 
 struct httpd_s {
     const pd_config_t *cfg; /* borrowed */
@@ -331,6 +349,161 @@ static enum MHD_Result reply_options(struct MHD_Connection *c)
     return queue(c, MHD_HTTP_NO_CONTENT, r);
 }
 
+/* ---- recordings (VOD) --------------------------------------------------- */
+
+/* A name as in the live routes: 1..HTTPD_NAME_MAX of [A-Za-z0-9_.-], not
+ * "." or "..". */
+static bool vod_name_ok(const char *s, size_t len)
+{
+    if (len < 1 || len > HTTPD_NAME_MAX)
+        return false;
+    if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* Splits path (after "/vod/") into id, rendition ("" for the
+ * multivariant) and file ("index.m3u8" or a media file name). Returns 0
+ * or PD_ENOENT. */
+static int vod_parse(const char *p, int64_t *id, char *rend, size_t rend_size,
+                     char *file, size_t file_size)
+{
+    const char *seg[3];
+    size_t len[3];
+    int n = 0;
+    while (n < 3) {
+        const char *slash = strchr(p, '/');
+        seg[n] = p;
+        len[n] = slash ? (size_t)(slash - p) : strlen(p);
+        n++;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    if ((n == 3 && strchr(seg[2], '/')) || n < 2)
+        return PD_ENOENT;
+    if (httpd_parse_dec(seg[0], len[0], INT64_MAX, id) || *id <= 0)
+        return PD_ENOENT;
+    const char *f = seg[n - 1];
+    size_t flen = len[n - 1];
+    if (!vod_name_ok(f, flen) || flen >= file_size)
+        return PD_ENOENT;
+    memcpy(file, f, flen);
+    file[flen] = '\0';
+    rend[0] = '\0';
+    if (n == 2)
+        return strcmp(file, "index.m3u8") == 0 ? 0 : PD_ENOENT;
+    if (!vod_name_ok(seg[1], len[1]) || len[1] >= rend_size)
+        return PD_ENOENT;
+    memcpy(rend, seg[1], len[1]);
+    rend[len[1]] = '\0';
+    return 0;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Finds a byte string in a buffer (playlists are not NUL-terminated). */
+static bool buf_has(const pd_buf_t *b, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; b->len >= m && i <= b->len - m; i++)
+        if (b->data[i] == (uint8_t)needle[0] &&
+            memcmp(b->data + i, needle, m) == 0)
+            return true;
+    return false;
+}
+
+static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
+                                 const char *url)
+{
+    char path[128], rend[HTTPD_NAME_MAX + 1], file[HTTPD_NAME_MAX + 1];
+    char cache[64];
+    int64_t id = 0;
+    if (!h->st ||
+        vod_parse(url + 5, &id, rend, sizeof(rend), file, sizeof(file))) {
+        PD_LOGD(MOD, "404 no recording route: %s",
+                sanitize(url, path, sizeof(path)));
+        return reply_404(h, c);
+    }
+    if (strcmp(file, "index.m3u8") == 0) {
+        pd_buf_t *b = NULL;
+        int rc = st_vod_playlist(h->st, id, rend[0] ? rend : NULL, &b);
+        if (rc == PD_ENOENT || (rc == 0 && !b)) {
+            PD_LOGD(MOD, "404 recording %lld %s", (long long)id,
+                    rend[0] ? rend : "-");
+            return reply_404(h, c);
+        }
+        if (rc) {
+            PD_LOGW(MOD, "recording %lld playlist: %s", (long long)id,
+                    pd_strerror(rc));
+            return reply_503(h, c, true);
+        }
+        /* The multivariant never holds ENDLIST: a media playlist does
+         * once the recording ended. */
+        bool ended = rend[0] && buf_has(b, "#EXT-X-ENDLIST");
+        snprintf(cache, sizeof(cache), "public, max-age=%d",
+                 ended ? h->cfg->cache_media_s : HTTPD_VOD_PLAYLIST_S);
+        return reply_playlist(h, c, b, "application/vnd.apple.mpegurl", cache);
+    }
+    if (!has_suffix(file, ".m4s") &&
+        !(strncmp(file, "init-", 5) == 0 && has_suffix(file, ".mp4"))) {
+        PD_LOGD(MOD, "404 not a recording file: %s",
+                sanitize(url, path, sizeof(path)));
+        return reply_404(h, c);
+    }
+    char fpath[1024];
+    int rc = st_vod_file(h->st, id, rend, file, fpath, sizeof(fpath));
+    if (rc) {
+        PD_LOGD(MOD, "404 recording %lld %s/%s: %s", (long long)id, rend, file,
+                pd_strerror(rc));
+        return reply_404(h, c);
+    }
+    int fd = open(fpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        /* indexed but gone: deleted (or retention) meanwhile */
+        PD_LOGD(MOD, "404 recording %lld %s/%s: cannot open", (long long)id,
+                rend, file);
+        if (fd >= 0)
+            close(fd);
+        return reply_404(h, c);
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_fd((uint64_t)sb.st_size, fd); /* owns fd */
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    snprintf(cache, sizeof(cache), "public, max-age=%d, immutable",
+             h->cfg->cache_media_s);
+    MHD_add_response_header(r, "Content-Type", "video/mp4");
+    add_common_headers(r, cache);
+    return queue(c, MHD_HTTP_OK, r);
+}
+
+static enum MHD_Result reply_recordings(httpd_t *h, struct MHD_Connection *c)
+{
+    if (!h->st)
+        return reply_404(h, c);
+    pd_buf_t *b = NULL;
+    int rc = httpd_recordings_json(h->st, &b);
+    if (rc) {
+        PD_LOGW(MOD, "cannot list recordings: %s", pd_strerror(rc));
+        return reply_503(h, c, true);
+    }
+    return reply_buf(c, MHD_HTTP_OK, b, "application/json", "no-cache");
+}
+
 /* ---- answers from the packager --------------------------------------- */
 
 static enum MHD_Result reply_answer(httpd_t *h, httpd_req_t *req,
@@ -515,6 +688,11 @@ static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
         return reply_text(h, c, MHD_HTTP_BAD_REQUEST,
                           "no request body expected\n", false);
     }
+
+    if (strncmp(url, "/vod/", 5) == 0)
+        return reply_vod(h, c, url);
+    if (strcmp(url, "/recordings.json") == 0)
+        return reply_recordings(h, c);
 
     httpd_route_t route;
     if (httpd_route_parse(url, strlen(url), &route)) {

@@ -235,4 +235,12 @@ int httpd_api_call(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
 /* Frees a request's state; *state set to NULL. NULL-safe. */
 void httpd_api_req_free(httpd_api_req_t **state);
 
+/* The public /recordings.json: a JSON array of the ended recordings,
+ * newest first, at most HTTPD_RECORDINGS_MAX, each
+ * {"id","stream","started","ended","duration_s","url"} (url: the VOD
+ * multivariant "/vod/<id>/index.m3u8"). Returns 0 with *out a new
+ * buffer, or PD_ENOMEM / the storage error. Borrows st. Any thread. */
+#define HTTPD_RECORDINGS_MAX 100
+int httpd_recordings_json(struct st_s *st, pd_buf_t **out);
+
 #endif

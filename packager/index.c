@@ -170,6 +170,8 @@ void pkg_idx_add_init(pkg_stream_t *s, pkg_rend_t *r, unsigned id,
     r->inits[r->ninits].id = id;
     r->inits[r->ninits].buf = *init;
     r->ninits++;
+    if (s->pkg->sink.init)
+        s->pkg->sink.init(s->pkg->sink.opaque, s->name, r->name, id, *init);
     *init = NULL;
     pthread_mutex_unlock(&s->lock);
 }
@@ -292,6 +294,21 @@ static int complete_segment(pkg_stream_t *s, pkg_rend_t *r, pkg_seg_t *g)
         PD_LOGI(PKG_MOD, "%s: target duration %d s", s->name, s->td_s);
     }
     slide_window(s, r);
+    if (g->buf && s->pkg->sink.segment) {
+        pkg_seg_event_t e = {0};
+        e.stream = s->name;
+        e.rendition = r->name;
+        e.msn = g->msn;
+        e.duration_us = ticks_us(r, g->dur);
+        e.pdt_us = g->pdt_us;
+        e.discontinuity = g->discontinuity;
+        e.init_id = g->init_id;
+        e.codecs = r->codecs;
+        e.width = r->media == PKG_MEDIA_VIDEO ? r->width : 0;
+        e.height = r->media == PKG_MEDIA_VIDEO ? r->height : 0;
+        e.buf = g->buf;
+        s->pkg->sink.segment(s->pkg->sink.opaque, &e);
+    }
     return PD_OK;
 }
 

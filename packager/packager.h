@@ -114,6 +114,39 @@ int pkg_stream_write(pkg_stream_t *s, const pkg_frame_t *f);
  * starts the grace period. Consumes *s and sets it to NULL. */
 void pkg_unpublish(pkg_stream_t **s);
 
+/* ---- recording side (storage) ------------------------------------------
+ * An optional observer of everything published (recordings). Set once,
+ * before any publish. Its callbacks run on a writer thread with the
+ * stream's lock held: they must be quick (take a reference, queue) and
+ * must not call into the packager. */
+
+typedef struct pkg_seg_event_s {
+    const char *stream;      /* "live/<name>" */
+    const char *rendition;   /* "source", "720p", ..., "audio" */
+    int64_t msn;
+    int64_t duration_us;     /* its EXTINF */
+    int64_t pdt_us;          /* its PROGRAM-DATE-TIME */
+    bool discontinuity;      /* EXT-X-DISCONTINUITY before it */
+    unsigned init_id;        /* its init section ("init-<id>.mp4") */
+    const char *codecs;      /* the rendition's, "avc1.64001f" / "mp4a.40.2" */
+    int width, height;       /* video; 0 for audio */
+    pd_buf_t *buf;           /* the segment's bytes; borrowed: pd_buf_ref()
+                                to keep them */
+} pkg_seg_event_t;
+
+typedef struct pkg_sink_s {
+    void *opaque;
+    /* a new init section of a rendition (buf borrowed) */
+    void (*init)(void *opaque, const char *stream, const char *rendition,
+                 unsigned init_id, pd_buf_t *buf);
+    /* a complete segment with media (gap segments are not reported) */
+    void (*segment)(void *opaque, const pkg_seg_event_t *e);
+} pkg_sink_t;
+
+/* Installs the observer (copied; NULL removes it). Main thread, before
+ * any publisher connects. */
+void pkg_set_sink(pkg_t *pkg, const pkg_sink_t *sink);
+
 /* ---- read side (httpd) ------------------------------------------------ */
 
 typedef enum {

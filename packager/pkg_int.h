@@ -449,6 +449,8 @@ struct pkg_s {
     /* a new stream's first MSN is max(1, msn_clock_ms() / segment target)
      * and above the last MSN a removed stream of the same name used
      * (pkg->lock) */
+    pkg_sink_t sink;         /* recording observer (all NULL: none); set
+                                before any publish, read-only after */
     int64_t (*msn_clock_ms)(void); /* wallclock ms; tests may replace it
                                       before the first publish */
     struct { uint64_t name_hash; int64_t last_msn; } tombs[PKG_TOMBS];

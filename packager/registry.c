@@ -851,6 +851,16 @@ pd_buf_t *pkg_streams_json(pkg_t *pkg)
     return out;
 }
 
+void pkg_set_sink(pkg_t *pkg, const pkg_sink_t *sink)
+{
+    if (!pkg)
+        return;
+    if (sink)
+        pkg->sink = *sink;
+    else
+        memset(&pkg->sink, 0, sizeof(pkg->sink));
+}
+
 void pkg_get_stats(pkg_t *pkg, pkg_stats_t *st)
 {
     memset(st, 0, sizeof(*st));

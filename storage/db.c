@@ -19,6 +19,10 @@
  *   holds a shared flock() on "<db>.lock" for its lifetime, and the crash
  *   sweep runs only when an exclusive lock can be taken, so the CLI opening
  *   the database next to a running server does not end its live sessions.
+ * - Recordings: leftover temporary files and recordings of crashed
+ *   sessions are cleaned up by the same only opener (st_rec_sweep); the
+ *   recorder's writer thread runs between the database being ready and
+ *   its close (rec.c).
  * - Paths are logged; secrets never pass through this file.
  */
 #include "st_int.h"
@@ -39,6 +43,7 @@
 
 static const char *const MIGRATIONS[] = {
     ST_SCHEMA_V1, /* 0 -> 1 */
+    ST_SCHEMA_V2, /* 1 -> 2: recorded renditions */
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) ==
@@ -293,6 +298,8 @@ static int setup(st_open_t *o)
     take_lock(o, &alone);
     if (alone) {
         rc = sweep_crashed(st);
+        if (!rc)
+            st_rec_sweep(st); /* needs the sessions swept first */
         if (flock(o->lockfd, LOCK_SH) != 0) /* downgrade, never blocks */
             PD_LOGW(ST_MOD, "%s: cannot downgrade the lock", st->path);
         if (rc)
@@ -338,6 +345,14 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
             PD_LOGE(ST_MOD, "%s: webhook worker failed to start: %s",
                     st->path, pd_strerror(rc));
     }
+    if (!rc) {
+        rc = st_rec_start(st);
+        if (rc) {
+            PD_LOGE(ST_MOD, "%s: recorder failed to start: %s", st->path,
+                    pd_strerror(rc));
+            st_hooks_stop(st);
+        }
+    }
     if (rc) {
         sqlite3_close(st->db); /* NULL is fine */
         if (o->lockfd >= 0)
@@ -356,6 +371,7 @@ void st_close(st_t **pst)
         return;
     st_t *st = *pst;
     *pst = NULL;
+    st_rec_stop(st); /* first: it may still queue recording.ready */
     st_hooks_stop(st);
     pthread_mutex_lock(&st->lock);
     if (sqlite3_close(st->db) != SQLITE_OK)

@@ -72,6 +72,18 @@
     " bytes INTEGER NOT NULL,"                                               \
     " UNIQUE(recording_id, rendition, kind, msn));"
 
+/* v2: what the recorder learned of each recorded rendition (the VOD
+ * multivariant's CODECS and RESOLUTION). */
+#define ST_SCHEMA_V2                                                         \
+    "CREATE TABLE rec_renditions ("                                          \
+    " recording_id INTEGER NOT NULL REFERENCES recordings(id)"               \
+    "  ON DELETE CASCADE,"                                                   \
+    " rendition TEXT NOT NULL,"                                              \
+    " codecs TEXT NOT NULL DEFAULT '',"                                      \
+    " width INTEGER NOT NULL DEFAULT 0,"                                     \
+    " height INTEGER NOT NULL DEFAULT 0,"                                    \
+    " PRIMARY KEY(recording_id, rendition));"
+
 /* A queued webhook delivery (hooks.c). */
 typedef struct st_delivery_s {
     int64_t hook_id;
@@ -101,11 +113,27 @@ struct st_s {
     atomic_llong sent, failed, dropped;
     int backoff_ms;          /* first retry delay, doubled per retry; 0 =
                                 1000 (tests set it smaller before events) */
+
+    /* recordings (rec.c): queue, per-stream state and the writer thread;
+     * NULL until st_rec_start() */
+    struct st_recorder_s *rec;
 };
 
 /* hooks.c: start/stop the worker (called by st_open / st_close). */
 int st_hooks_start(st_t *st);
 void st_hooks_stop(st_t *st);
+
+/* rec.c: st_rec_sweep() runs on open, only in the process that holds the
+ * database alone (exclusive lock; st->lock not needed yet): deletes
+ * leftover "*.tmp" files under <data_dir>/recordings, closes recordings
+ * whose session is no longer live (crash: ended at their last segment's
+ * end), applies retention. st_rec_start() allocates the recorder and starts
+ * its writer thread (after the database is ready); st_rec_stop() drains the
+ * queue for at most ~2 s, drops the rest, joins the thread and frees the
+ * recorder (before the database closes). Idempotent. Main thread. */
+void st_rec_sweep(st_t *st);
+int st_rec_start(st_t *st);
+void st_rec_stop(st_t *st);
 
 /* keys.c: a random secret "<prefix>" + 43 base64url chars, and the hex
  * SHA-256 of a secret (hex: 65 bytes). */

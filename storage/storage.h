@@ -19,6 +19,7 @@
 #ifndef ST_STORAGE_H
 #define ST_STORAGE_H
 
+#include "../core/buf.h"
 #include "../core/config.h"
 
 #include <stdbool.h>
@@ -27,7 +28,7 @@
 
 typedef struct st_s st_t;
 
-#define ST_SCHEMA_VERSION 1
+#define ST_SCHEMA_VERSION 2
 #define ST_SECRET_MAX 64 /* bytes of a secret's text form incl. NUL */
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -160,6 +161,75 @@ typedef struct st_stats_s {
     int64_t hooks_sent, hooks_failed, hooks_dropped, hooks_queued;
 } st_stats_t;
 void st_get_stats(st_t *st, st_stats_t *out);
+
+/* ---- recordings ---------------------------------------------------------
+ * Every published init and segment of every rendition of a session is
+ * written by one storage thread (bounded queue: ST_REC_QUEUE items and
+ * ST_REC_BYTES bytes; live serving never waits for the disk) to
+ * <data_dir>/recordings/<recording id>/<rendition>/init-<n>.mp4 and
+ * <msn>.m4s: a temporary name, fsync, rename, fsync of the directory,
+ * and only then a row in rec_segments (so an indexed file is always
+ * whole on disk; temporary files are deleted on open). A full queue or a
+ * write error (disk full) stops that recording with one log line and a
+ * counter; the live stream goes on. Retention (cfg->rec_max_age_s,
+ * cfg->rec_max_mb; 0 = unlimited) deletes the oldest ended recordings
+ * (files, then rows) on open and every minute. */
+
+#define ST_REC_QUEUE 4096
+#define ST_REC_BYTES (256u << 20)
+
+#include "../packager/packager.h"
+
+/* The packager observer that feeds the recorder (pkg_set_sink(pkg,
+ * st_rec_sink(st))). Valid while st is open. */
+const pkg_sink_t *st_rec_sink(st_t *st);
+
+/* A session began on stream (after st_session_start): its frames from
+ * now on go to a new recording of that session, if cfg->recording. */
+void st_rec_begin(st_t *st, const char *stream, int64_t session_id);
+
+/* The session's publisher left: the recording is closed once its queued
+ * items are written (ended_us set) and a "recording.ready" webhook is
+ * sent with {"recording","stream","session","url"} (url: the VOD
+ * multivariant, "/vod/<id>/index.m3u8"). */
+void st_rec_end(st_t *st, const char *stream);
+
+typedef struct st_rec_s {
+    int64_t id, session_id;
+    char stream[256];
+    int64_t started_us, ended_us; /* ended 0: still recording */
+    int64_t bytes;
+    int64_t duration_us;          /* of its longest rendition */
+    char renditions[256];         /* comma-separated */
+} st_rec_t;
+
+/* Recordings, newest first (at most limit); caller frees *out. */
+int st_rec_list(st_t *st, int limit, st_rec_t **out, int *n);
+/* Deletes a recording (files, then rows). PD_ENOENT if none; PD_EAGAIN
+ * if it is still recording. */
+int st_rec_delete(st_t *st, int64_t id);
+
+/* VOD playlists of recording id, rendered from the index: rendition
+ * NULL = the multivariant (one variant per video rendition with
+ * BANDWIDTH/AVERAGE-BANDWIDTH from the recorded bytes, CODECS,
+ * RESOLUTION, the audio group); else that rendition's media playlist
+ * (EXT-X-PLAYLIST-TYPE:VOD, EXT-X-MAP per init, EXT-X-DISCONTINUITY,
+ * EXT-X-PROGRAM-DATE-TIME, EXTINF, EXT-X-ENDLIST once ended). *out: a new
+ * buffer. PD_ENOENT if unknown. */
+int st_vod_playlist(st_t *st, int64_t id, const char *rendition,
+                    pd_buf_t **out);
+
+/* The on-disk path of an indexed file of recording id (file is
+ * "init-<n>.mp4" or "<msn>.m4s", validated; nothing else is served).
+ * PD_ENOENT if it is not indexed. */
+int st_vod_file(st_t *st, int64_t id, const char *rendition,
+                const char *file, char *path, size_t path_size);
+
+typedef struct st_rec_stats_s {
+    int64_t written, bytes, dropped, errors; /* items, bytes */
+    bool stopped_full;                       /* a write failed (disk) */
+} st_rec_stats_t;
+void st_rec_get_stats(st_t *st, st_rec_stats_t *out);
 
 /* ---- CLI --------------------------------------------------------------- */
 

@@ -156,9 +156,9 @@ START_TEST(schema_created)
     ck_assert(S_ISDIR(sb.st_mode));
     ck_assert_int_eq(sb.st_mode & 0777, 0700);
     ck_assert_int_eq(raw_int("PRAGMA user_version"), ST_SCHEMA_VERSION);
-    ck_assert_int_eq(ST_SCHEMA_VERSION, 1);
+    ck_assert_int_eq(ST_SCHEMA_VERSION, 2);
     const char *tables[] = {"keys", "tokens", "sessions", "hooks",
-                            "recordings", "rec_segments"};
+                            "recordings", "rec_segments", "rec_renditions"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[128];
         snprintf(sql, sizeof(sql),
@@ -228,7 +228,43 @@ START_TEST(reopen_keeps_rows)
     ck_assert_str_eq(ss[0].end_reason, "left");
     free(ss);
     st_close(&st);
-    ck_assert_int_eq(raw_int("PRAGMA user_version"), 1);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), ST_SCHEMA_VERSION);
+}
+END_TEST
+
+START_TEST(migrates_v1_to_v2)
+{
+    /* a version 1 database as an older podium left it, with a key */
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/data", tmpdir);
+    mkdir(dir, 0700);
+    mkdir(cfg.data_dir, 0700);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, ST_SCHEMA_V1
+                                  "PRAGMA user_version = 1;"
+                                  "INSERT INTO keys (stream, label, hash,"
+                                  " created_us) VALUES ('live/old', 'kept',"
+                                  " 'abc', 1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+                             "name = 'rec_renditions'"), 0);
+    st_t *st = open_ok();
+    st_key_t *k = NULL;
+    int n = 0;
+    ck_assert_int_eq(st_key_list(st, &k, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(k[0].stream, "live/old");
+    ck_assert_str_eq(k[0].label, "kept");
+    free(k);
+    st_close(&st);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), 2);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE "
+                             "name = 'rec_renditions'"), 1);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM keys WHERE "
+                             "stream = 'live/old' AND hash = 'abc'"), 1);
 }
 END_TEST
 
@@ -874,6 +910,7 @@ static Suite *storage_suite(void)
         {"schema_created", schema_created},
         {"explicit_and_cfg_path", explicit_and_cfg_path},
         {"reopen_keeps_rows", reopen_keeps_rows},
+        {"migrates_v1_to_v2", migrates_v1_to_v2},
         {"newer_schema_refused", newer_schema_refused},
         {"not_a_database_refused", not_a_database_refused},
         {"crashed_sessions_closed", crashed_sessions_closed},

@@ -385,6 +385,15 @@ static void push_video(pkg_tc_t *tc, const sfr_t *f)
     ck_assert_int_eq(pkg_tc_video(tc, &pf), PD_OK);
 }
 
+/* The source picture an output frame came from (by pts); -1 if none. */
+static int src_index(const src_t *s, int64_t pts)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->f[i].pts == pts)
+            return i;
+    return -1;
+}
+
 /* Feeds s paced (never more than a few pictures in flight). delay: the
  * decoder's reorder delay in frames. */
 static void feed_paced(pkg_tc_t *tc, const src_t *s, int64_t decoded_before,
@@ -462,16 +471,31 @@ START_TEST(follow_source_keyframes)
         ck_assert_int_eq(c->ncfg[k], 1);
         /* "main" caps the profile (ultrafast fits in Baseline) */
         ck_assert(c->cfg[k][1] == 66 || c->cfg[k][1] == 77);
-        ck_assert_int_eq(c->n[k], s.n);
-        ck_assert_int_eq(st.rung[k].frames_out, s.n);
-        ck_assert_int_eq(st.rung[k].dropped, 0);
-        for (int i = 0; i < s.n; i++) {
-            ck_assert_int_eq(c->fr[k][i].cts, 0);
-            ck_assert_int_eq(opts(&c->fr[k][i]), s.f[i].pts);
-            ck_assert_int_eq(c->fr[k][i].key, s.f[i].key);
-            ck_assert_int_gt(c->fr[k][i].arrival_us, 0);
+        /* every picture out, unless a busy machine made the rung drop
+         * one (counted; never a forced IDR): then the frames that came
+         * out are checked by their pts */
+        ck_assert_int_eq(c->n[k], st.rung[k].frames_out);
+        ck_assert_int_eq(c->n[k] + st.rung[k].dropped, s.n);
+        ck_assert_int_le(st.rung[k].dropped, s.n / 10);
+        int prev = -1;
+        for (int j = 0; j < c->n[k]; j++) {
+            int i = src_index(&s, opts(&c->fr[k][j]));
+            ck_assert_int_gt(i, prev); /* the source's order, no repeats */
+            prev = i;
+            ck_assert_int_eq(c->fr[k][j].cts, 0);
+            ck_assert_int_eq(c->fr[k][j].key, s.f[i].key);
+            ck_assert_int_gt(c->fr[k][j].arrival_us, 0);
         }
-        ck_assert_int_eq(decode_out(c, k, r[k].width, r[k].height), s.n);
+        for (int i = 0; i < s.n; i++) /* every source keyframe is there */
+            if (s.f[i].key) {
+                bool seen = false;
+                for (int j = 0; j < c->n[k] && !seen; j++)
+                    seen = opts(&c->fr[k][j]) == s.f[i].pts;
+                ck_assert_msg(seen, "rung %d lacks the keyframe at %lld", k,
+                              (long long)s.f[i].pts);
+            }
+        ck_assert_int_eq(decode_out(c, k, r[k].width, r[k].height),
+                         c->n[k]);
     }
     col_free(c);
     free_src(&s);
@@ -542,16 +566,23 @@ START_TEST(interval_idrs)
      * 3500 ms (anchor 500) */
     int nk = 0;
     for (int k = 0; k < 2; k++) {
-        ck_assert_int_eq(c->n[k], s.n);
+        /* expected IDRs over the source's pictures (decided before any
+         * rung could drop one; forced IDRs are never dropped) */
+        bool want[1024] = {false};
+        ck_assert_int_le(s.n, 1024);
         nk = 0;
         int64_t next = 500;
         for (int i = 0; i < s.n; i++) {
-            bool want = s.f[i].pts >= next;
-            if (want)
+            want[i] = s.f[i].pts >= next;
+            if (want[i])
                 next += 1000;
-            ck_assert_int_eq(opts(&c->fr[k][i]), s.f[i].pts);
-            ck_assert_int_eq(c->fr[k][i].key, want);
-            nk += want;
+        }
+        ck_assert_int_ge(c->n[k], s.n - s.n / 10);
+        for (int j = 0; j < c->n[k]; j++) {
+            int i = src_index(&s, opts(&c->fr[k][j]));
+            ck_assert_int_ge(i, 0);
+            ck_assert_int_eq(c->fr[k][j].key, want[i]);
+            nk += want[i];
         }
     }
     ck_assert_int_eq(nk, 4);
