@@ -164,7 +164,8 @@ static int configure(pd_config_t *cfg, int argc, char **argv, int *print,
     *cmd = 0;
     if (optind < argc) {
         if (strcmp(argv[optind], "keys") != 0 &&
-            strcmp(argv[optind], "tokens") != 0) {
+            strcmp(argv[optind], "tokens") != 0 &&
+            strcmp(argv[optind], "playback") != 0) {
             fprintf(stderr, "podium: unexpected argument '%s'\n",
                     argv[optind]);
             return PD_EINVAL;

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "token.h"
 
 #include <libconfig.h>
 #include <math.h>
@@ -66,6 +67,9 @@ static const setting_t settings[] = {
     INT_SETTING(recording, 0, 1),
     INT_SETTING(rec_max_age_s, 0, 2000000000),
     INT_SETTING(rec_max_mb, 0, 2000000000),
+    INT_SETTING(signed_playback, 0, 1),
+    STR_SETTING(playback_key),
+    STR_SETTING(playback_token_param),
     INT_SETTING(max_publishers, 1, 10000),
     INT_SETTING(rtmp_max_chunk_size, 128, 16777215),
     INT_SETTING(rtmp_max_message_size, 1024, 256 * 1024 * 1024),
@@ -123,6 +127,8 @@ void pd_config_defaults(pd_config_t *c)
     c->on_publish_timeout_ms = 2000;
     c->api_max_body = 65536;
     c->recording = 1;
+    snprintf(c->playback_token_param, sizeof(c->playback_token_param),
+             "token");
     c->max_publishers = 64;
     c->rtmp_max_chunk_size = 65536;
     c->rtmp_max_message_size = 8 * 1024 * 1024;
@@ -658,6 +664,28 @@ int pd_config_validate(const pd_config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "on_publish_url must be an http(s) URL");
         return PD_EINVAL;
     }
+    if (c->playback_key[0]) {
+        uint8_t key[PD_TOKEN_KEY_MAX];
+        size_t klen;
+        if (pd_token_key_from_hex(c->playback_key, key, &klen)) {
+            snprintf(err, errlen, "playback_key must be %d to %d hex digits "
+                     "(an even number)", 2 * PD_TOKEN_KEY_MIN,
+                     2 * PD_TOKEN_KEY_MAX);
+            return PD_EINVAL;
+        }
+    }
+    size_t tp = strlen(c->playback_token_param);
+    bool tp_ok = tp > 0 && strncmp(c->playback_token_param, "_HLS_", 5) != 0;
+    for (size_t i = 0; i < tp; i++) {
+        char ch = c->playback_token_param[i];
+        tp_ok = tp_ok && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                          (ch >= '0' && ch <= '9') || ch == '_' || ch == '-');
+    }
+    if (!tp_ok) {
+        snprintf(err, errlen, "playback_token_param must be 1-31 of "
+                 "[A-Za-z0-9_-], not starting with _HLS_");
+        return PD_EINVAL;
+    }
     if (!c->bind_addr[0]) {
         snprintf(err, errlen, "bind_addr is empty");
         return PD_EINVAL;
@@ -693,7 +721,10 @@ void pd_config_print(const pd_config_t *c, FILE *out)
     for (size_t k = 0; k < sizeof(settings) / sizeof(settings[0]); k++) {
         const setting_t *st = &settings[k];
         const char *field = (const char *)c + st->offset;
-        if (st->size)
+        if (st->size && st->offset == offsetof(pd_config_t, playback_key))
+            fprintf(out, "%s = \"%s\";\n", st->name,
+                    field[0] ? "(hidden)" : ""); /* a secret */
+        else if (st->size)
             fprintf(out, "%s = \"%s\";\n", st->name, field);
         else
             fprintf(out, "%s = %d;\n", st->name, *(const int *)field);

@@ -87,6 +87,16 @@ typedef struct pd_config_s {
     int rec_max_mb;         /* 0 = no limit: delete the oldest recordings
                                beyond this many MiB in total */
 
+    /* playback protection (storage, httpd; core/token.h) */
+    int signed_playback;    /* 1: every stream needs a signed URL; 0 (the
+                               default): only streams so marked in the
+                               catalogue (podium playback protect NAME) */
+    char playback_key[132]; /* hex HMAC key (32-128 digits) CDNs share;
+                               "" = <data_dir>/playback.key, made at
+                               first start. A secret: never printed */
+    char playback_token_param[32]; /* "token": the query parameter that
+                               carries a token ("hdnts" for Akamai) */
+
     /* ingest limits */
     int max_publishers;     /* 64 concurrent RTMP connections */
     int rtmp_max_chunk_size;   /* 65536: largest chunk size a peer may set */

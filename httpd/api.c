@@ -240,7 +240,9 @@ typedef enum {
     COLL_KEYS,
     COLL_TOKENS,
     COLL_HOOKS,
-    COLL_RECS
+    COLL_RECS,
+    COLL_PLAYBACK, /* GET: the settings; POST: protect or open a stream */
+    COLL_SIGN      /* POST: make a signed playback token */
 } coll_t;
 
 /* One recording as JSON (new reference); full adds what only the admin
@@ -287,6 +289,8 @@ static int list_recordings(struct MHD_Connection *c, struct st_s *st)
     return answer(c, MHD_HTTP_OK, json_pack("{s:o}", "recordings", a), NULL);
 }
 
+static int dump_buf(json_t *a, pd_buf_t **out);
+
 int httpd_recordings_json(struct st_s *st, pd_buf_t **out)
 {
     *out = NULL;
@@ -299,9 +303,33 @@ int httpd_recordings_json(struct st_s *st, pd_buf_t **out)
     json_t *a = json_array();
     for (int i = 0; a && i < n && json_array_size(a) < HTTPD_RECORDINGS_MAX;
          i++)
-        if (v[i].ended_us > 0)
+        if (v[i].ended_us > 0 && !st_playback_signed(st, v[i].stream))
             json_array_append_new(a, rec_json(&v[i], false));
     free(v);
+    return dump_buf(a, out);
+}
+
+int httpd_streams_json_public(struct st_s *st, pd_buf_t *in, pd_buf_t **out)
+{
+    *out = NULL;
+    json_error_t e;
+    json_t *a = json_loadb((const char *)in->data, in->len, 0, &e);
+    if (!json_is_array(a)) {
+        json_decref(a);
+        return PD_EINVAL;
+    }
+    for (size_t i = json_array_size(a); i-- > 0;) {
+        const char *name =
+            json_string_value(json_object_get(json_array_get(a, i), "name"));
+        if (!name || st_playback_signed(st, name))
+            json_array_remove(a, i);
+    }
+    return dump_buf(a, out);
+}
+
+/* Serialises the JSON value a (consumed) into a new buffer. */
+static int dump_buf(json_t *a, pd_buf_t **out)
+{
     char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     if (!text)
@@ -328,6 +356,12 @@ static int get_streams(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st)
     if (!json_is_array(streams)) {
         json_decref(streams);
         streams = json_array();
+    }
+    for (size_t i = 0; i < json_array_size(streams); i++) {
+        json_t *s = json_array_get(streams, i);
+        const char *name = json_string_value(json_object_get(s, "name"));
+        json_object_set_new(s, "signed_playback",
+                            json_boolean(name && st_playback_signed(st, name)));
     }
     json_t *sess = json_array();
     st_session_t *v = NULL;
@@ -598,6 +632,145 @@ static int create_hook(struct MHD_Connection *c, struct st_s *st,
     return ret;
 }
 
+/* ---- playback protection ------------------------------------------------- */
+
+static int get_playback(struct MHD_Connection *c, struct st_s *st)
+{
+    char(*v)[256] = NULL;
+    int n = 0;
+    if (st_playback_list(st, &v, &n))
+        return answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                            "cannot list the settings", NULL);
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    free(v);
+    const pd_config_t *cfg = st_config(st);
+    return answer(c, MHD_HTTP_OK,
+                  json_pack("{s:b,s:s,s:o}", "signed_all",
+                            cfg->signed_playback, "token_param",
+                            cfg->playback_token_param, "signed_streams", a),
+                  NULL);
+}
+
+/* {"stream": "<name>", "signed": true|false} */
+static int set_playback(struct MHD_Connection *c, struct st_s *st,
+                        const httpd_api_req_t *rq)
+{
+    static const char *const allowed[] = {"stream", "signed", NULL};
+    char msg[128];
+    json_t *o = body_object(rq, allowed, msg, sizeof(msg));
+    if (!o)
+        return answer_error(c, MHD_HTTP_BAD_REQUEST, msg, NULL);
+    const char *stream = NULL;
+    char name[5 + HTTPD_NAME_MAX + 1];
+    json_t *on = json_object_get(o, "signed");
+    int r1 = get_str(o, "stream", &stream, msg, sizeof(msg));
+    int ret;
+    if (r1 < 0) {
+        ret = answer_error(c, MHD_HTTP_BAD_REQUEST, msg, NULL);
+    } else if (r1 == 0 || !stream_name(stream, name, sizeof(name))) {
+        ret = answer_error(c, MHD_HTTP_BAD_REQUEST,
+                           "\"stream\" must be 1-64 of [A-Za-z0-9_.-], "
+                           "optionally after \"live/\"",
+                           NULL);
+    } else if (!json_is_boolean(on)) {
+        ret = answer_error(c, MHD_HTTP_BAD_REQUEST,
+                           "\"signed\" must be true or false", NULL);
+    } else if (st_playback_set(st, name, json_is_true(on))) {
+        ret = answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                           "cannot store the setting", NULL);
+    } else {
+        ret = answer(c, MHD_HTTP_OK,
+                     json_pack("{s:s,s:b}", "stream", name, "signed",
+                               json_is_true(on)),
+                     NULL);
+    }
+    json_decref(o);
+    return ret;
+}
+
+/* {"stream": "<name>" | "recording": <id> | "acl": "<patterns>",
+ *  "ttl_s": <1..315360000, default 3600>} -> a token for the stream's
+ * live objects ("/live/<name>/" + "*"), a recording's ("/vod/<id>/" +
+ * "*"), or the patterns given. */
+static int sign(struct MHD_Connection *c, struct st_s *st,
+                const httpd_api_req_t *rq)
+{
+    static const char *const allowed[] = {"stream", "recording", "acl",
+                                          "ttl_s", NULL};
+    char msg[128];
+    json_t *o = body_object(rq, allowed, msg, sizeof(msg));
+    if (!o)
+        return answer_error(c, MHD_HTTP_BAD_REQUEST, msg, NULL);
+    const char *stream = NULL, *aclin = NULL;
+    int r1 = get_str(o, "stream", &stream, msg, sizeof(msg));
+    int r2 = r1 < 0 ? 0 : get_str(o, "acl", &aclin, msg, sizeof(msg));
+    json_t *rec = json_object_get(o, "recording");
+    json_t *ttl = json_object_get(o, "ttl_s");
+    char name[5 + HTTPD_NAME_MAX + 1];
+    char acl[PD_TOKEN_MAX], url[PD_TOKEN_MAX];
+    const char *bad = NULL;
+    int given = (r1 > 0) + (r2 > 0) + (rec != NULL);
+    json_int_t ttl_s = ttl ? (json_is_integer(ttl) ? json_integer_value(ttl)
+                                                   : -1)
+                           : 3600;
+    if (r1 < 0 || r2 < 0)
+        bad = msg;
+    else if (given != 1)
+        bad = "give exactly one of \"stream\", \"recording\", \"acl\"";
+    else if (ttl_s < 1 || ttl_s > 315360000)
+        bad = "\"ttl_s\" must be an integer from 1 to 315360000";
+    else if (r1 > 0 && !stream_name(stream, name, sizeof(name)))
+        bad = "\"stream\" must be 1-64 of [A-Za-z0-9_.-], optionally "
+              "after \"live/\"";
+    else if (rec && (!json_is_integer(rec) || json_integer_value(rec) <= 0))
+        bad = "\"recording\" must be a positive integer";
+    else if (r2 > 0 && (strlen(aclin) >= sizeof(acl) ||
+                        !pd_token_chars_ok(aclin, strlen(aclin)) ||
+                        aclin[0] != '/' || strchr(aclin, '~') ||
+                        strchr(aclin, '=')))
+        bad = "\"acl\" must be paths starting with '/', joined by '!', "
+              "'*' as a wildcard";
+    if (bad) {
+        int ret = answer_error(c, MHD_HTTP_BAD_REQUEST, bad, NULL);
+        json_decref(o);
+        return ret;
+    }
+    if (r1 > 0) {
+        snprintf(acl, sizeof(acl), "/%s/*", name);
+        snprintf(url, sizeof(url), "/%s/index.m3u8", name);
+    } else if (rec) {
+        long long id = (long long)json_integer_value(rec);
+        snprintf(acl, sizeof(acl), "/vod/%lld/*", id);
+        snprintf(url, sizeof(url), "/vod/%lld/index.m3u8", id);
+    } else {
+        snprintf(acl, sizeof(acl), "%s", aclin);
+        url[0] = '\0';
+    }
+    json_decref(o);
+    char token[PD_TOKEN_MAX + 1];
+    int rc = st_playback_sign(st, acl, (int64_t)ttl_s, token, sizeof(token));
+    if (rc == PD_EINVAL || rc == PD_ELIMIT)
+        return answer_error(c, MHD_HTTP_BAD_REQUEST, "cannot sign that acl",
+                            NULL);
+    if (rc)
+        return answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                            "no signing key", NULL);
+    const pd_config_t *cfg = st_config(st);
+    json_t *r = json_pack("{s:s,s:s,s:s,s:o}", "token", token, "param",
+                          cfg->playback_token_param, "acl", acl, "expires",
+                          iso_time(((int64_t)time(NULL) + ttl_s) * 1000000));
+    if (r && url[0]) {
+        char full[2 * PD_TOKEN_MAX + 64];
+        snprintf(full, sizeof(full), "%s?%s=%s", url,
+                 cfg->playback_token_param, token);
+        json_object_set_new(r, "url", json_string(full));
+    }
+    explicit_bzero(token, sizeof(token));
+    return answer(c, MHD_HTTP_OK, r, NULL);
+}
+
 /* True if the key/token id exists and is not revoked yet (a second
  * revoke is 404, not a silent success). */
 static bool active_id(struct st_s *st, coll_t coll, int64_t id)
@@ -656,7 +829,9 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
                  {"keys", COLL_KEYS},
                  {"tokens", COLL_TOKENS},
                  {"webhooks", COLL_HOOKS},
-                 {"recordings", COLL_RECS}};
+                 {"recordings", COLL_RECS},
+                 {"playback", COLL_PLAYBACK},
+                 {"sign", COLL_SIGN}};
     const char *rest = url + 5; /* after "/api/" (httpd_api_path) */
     const char *slash = strchr(rest, '/');
     size_t clen = slash ? (size_t)(slash - rest) : strlen(rest);
@@ -666,7 +841,9 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
             memcmp(rest, colls[i].name, clen) == 0)
             ci = i;
     bool item = slash != NULL;
-    if (ci < 0 || (item && (colls[ci].coll == COLL_STREAMS || !slash[1] ||
+    if (ci < 0 || (item && (colls[ci].coll == COLL_STREAMS ||
+                            colls[ci].coll == COLL_PLAYBACK ||
+                            colls[ci].coll == COLL_SIGN || !slash[1] ||
                             strchr(slash + 1, '/'))))
         return answer_error(c, MHD_HTTP_NOT_FOUND, "not found", NULL);
     coll_t coll = colls[ci].coll;
@@ -686,8 +863,9 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
         return delete_item(c, st, coll, id);
     }
     bool ro = coll == COLL_STREAMS || coll == COLL_RECS; /* no POST */
-    const char *allow = ro ? "GET" : "GET, POST";
-    if (!get && !(post && !ro))
+    bool wo = coll == COLL_SIGN;                         /* no GET */
+    const char *allow = ro ? "GET" : wo ? "POST" : "GET, POST";
+    if (!(get && !wo) && !(post && !ro))
         return answer_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
                             "method not allowed", allow);
     if (get) {
@@ -700,6 +878,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
             return list_tokens(c, st);
         case COLL_RECS:
             return list_recordings(c, st);
+        case COLL_PLAYBACK:
+            return get_playback(c, st);
         default:
             return list_hooks(c, st);
         }
@@ -715,6 +895,10 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
         return create_key(c, st, rq);
     case COLL_TOKENS:
         return create_token(c, st, rq);
+    case COLL_PLAYBACK:
+        return set_playback(c, st, rq);
+    case COLL_SIGN:
+        return sign(c, st, rq);
     default:
         return create_hook(c, st, rq);
     }

@@ -139,6 +139,9 @@
  * hundred). */
 #define HTTPD_GZ_CACHE_ENTRIES 256
 #define HTTPD_GZ_CACHE_BYTES (32u << 20)
+/* Playlists with a playback token kept (one per source playlist and
+ * token; a live stream's few playlists times the tokens in use). */
+#define HTTPD_TOK_CACHE_ENTRIES 256
 /* max-age (s) of the playlists of a recording still being written. */
 #define HTTPD_VOD_PLAYLIST_S 60
 
@@ -154,6 +157,7 @@ struct httpd_s {
     atomic_int resumed;   /* requests resumed at least once, not yet
                              completed (their answer is not sent yet) */
     httpd_gzcache_t *gz;  /* gzip of playlist buffers */
+    httpd_tokcache_t *tok; /* playlists with a playback token added */
     atomic_bool running;  /* daemon started: MHD's logs go to debug */
 };
 
@@ -173,6 +177,8 @@ typedef struct httpd_req_s {
     atomic_int state;    /* REQ_* */
     atomic_int why;      /* pkg_wake_t, valid when state is WOKEN */
     atomic_bool resumed; /* counted in h->resumed (until on_completed) */
+    char token[PD_TOKEN_MAX + 1]; /* the valid playback token of a
+                                     protected stream's request, else "" */
 } httpd_req_t;
 
 /* ---- small helpers --------------------------------------------------- */
@@ -349,6 +355,60 @@ static enum MHD_Result reply_options(struct MHD_Connection *c)
     return queue(c, MHD_HTTP_NO_CONTENT, r);
 }
 
+/* 403 for a protected object without a valid token. Never cached by
+ * anyone (a CDN that leaves the token out of its cache key must not
+ * serve one viewer's refusal to another). */
+static enum MHD_Result reply_403(struct MHD_Connection *c)
+{
+    static const char text[] = "a valid signed URL is required\n";
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof(text) - 1, (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    add_common_headers(r, "private, no-store");
+    return queue(c, MHD_HTTP_FORBIDDEN, r);
+}
+
+/* The playback decision for a request of url belonging to stream. Returns
+ * true if it may go on, with token (size PD_TOKEN_MAX + 1) holding the
+ * valid token of a protected stream ("" otherwise). The token is never
+ * logged. */
+static bool playback_ok(httpd_t *h, struct MHD_Connection *c,
+                        const char *stream, const char *url, char *token)
+{
+    token[0] = '\0';
+    if (!h->st || !st_playback_signed(h->st, stream))
+        return true;
+    const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+                                                h->cfg->playback_token_param);
+    pd_token_why_t why = PD_TOKEN_OK;
+    char path[128];
+    if (st_playback_check(h->st, stream, url, t, &why)) {
+        PD_LOGD(MOD, "403 playback token %s: %s", pd_token_why_name(why),
+                sanitize(url, path, sizeof(path)));
+        return false;
+    }
+    snprintf(token, PD_TOKEN_MAX + 1, "%s", t); /* checked: <= MAX */
+    return true;
+}
+
+/* b (consumed) with the request's token in its URIs, if it has one. NULL
+ * on failure (logged). */
+static pd_buf_t *with_token(httpd_t *h, pd_buf_t *b, const char *token)
+{
+    if (!token[0] || !b)
+        return b;
+    pd_buf_t *t = NULL;
+    int rc = httpd_tokcache_get(h->tok, b, h->cfg->playback_token_param,
+                                token, &t);
+    pd_buf_unref(&b);
+    if (rc)
+        PD_LOGW(MOD, "cannot add the playback token to a playlist: %s",
+                pd_strerror(rc));
+    return t;
+}
+
 /* ---- recordings (VOD) --------------------------------------------------- */
 
 /* A name as in the live routes: 1..HTTPD_NAME_MAX of [A-Za-z0-9_.-], not
@@ -428,12 +488,28 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
 {
     char path[128], rend[HTTPD_NAME_MAX + 1], file[HTTPD_NAME_MAX + 1];
     char cache[64];
+    char token[PD_TOKEN_MAX + 1] = "";
     int64_t id = 0;
     if (!h->st ||
         vod_parse(url + 5, &id, rend, sizeof(rend), file, sizeof(file))) {
         PD_LOGD(MOD, "404 no recording route: %s",
                 sanitize(url, path, sizeof(path)));
         return reply_404(h, c);
+    }
+    if (st_playback_any(h->st)) {
+        /* A recording is protected when its stream is (now). */
+        char stream[256];
+        int rc = st_rec_stream(h->st, id, stream, sizeof(stream));
+        if (rc == PD_ENOENT) {
+            PD_LOGD(MOD, "404 recording %lld", (long long)id);
+            return reply_404(h, c);
+        }
+        if (rc) {
+            PD_LOGW(MOD, "recording %lld: %s", (long long)id, pd_strerror(rc));
+            return reply_503(h, c, true);
+        }
+        if (!playback_ok(h, c, stream, url, token))
+            return reply_403(c);
     }
     if (strcmp(file, "index.m3u8") == 0) {
         pd_buf_t *b = NULL;
@@ -453,6 +529,9 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
         bool ended = rend[0] && buf_has(b, "#EXT-X-ENDLIST");
         snprintf(cache, sizeof(cache), "public, max-age=%d",
                  ended ? h->cfg->cache_media_s : HTTPD_VOD_PLAYLIST_S);
+        b = with_token(h, b, token);
+        if (!b)
+            return reply_503(h, c, true);
         return reply_playlist(h, c, b, "application/vnd.apple.mpegurl", cache);
     }
     if (!has_suffix(file, ".m4s") &&
@@ -561,8 +640,12 @@ static enum MHD_Result reply_answer(httpd_t *h, httpd_req_t *req,
     ans->body = NULL;
     const char *ctype =
         ans->content_type ? ans->content_type : "application/octet-stream";
-    if (req->q.obj == PKG_OBJ_MULTIVARIANT || req->q.obj == PKG_OBJ_PLAYLIST)
+    if (req->q.obj == PKG_OBJ_MULTIVARIANT || req->q.obj == PKG_OBJ_PLAYLIST) {
+        b = with_token(h, b, req->token);
+        if (!b)
+            return reply_503(h, c, false);
         return reply_playlist(h, c, b, ctype, cache);
+    }
     return reply_buf(c, MHD_HTTP_OK, b, ctype, cache);
 }
 
@@ -723,6 +806,14 @@ static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
         pd_buf_t *b = pkg_streams_json(h->pkg);
         if (!b)
             return reply_503(h, c, true);
+        if (h->st && st_playback_any(h->st)) {
+            pd_buf_t *pub = NULL;
+            int rc = httpd_streams_json_public(h->st, b, &pub);
+            pd_buf_unref(&b);
+            if (rc)
+                return reply_503(h, c, true);
+            b = pub;
+        }
         return reply_buf(c, MHD_HTTP_OK, b, "application/json", "no-cache");
     }
     case HTTPD_ROUTE_MEDIA:
@@ -743,6 +834,8 @@ static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
     atomic_init(&req->why, PKG_WAKE_READY);
     atomic_init(&req->resumed, false);
     *req_cls = req; /* freed by on_completed() whatever happens next */
+    if (!playback_ok(h, c, req->route.stream, url, req->token))
+        return reply_403(c);
 
     if (req->q.obj == PKG_OBJ_PLAYLIST) {
         /* Directives matter on media playlists only; elsewhere the query
@@ -932,7 +1025,10 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
     atomic_init(&h->resumed, 0);
     atomic_init(&h->running, false);
     if (httpd_gzcache_create(HTTPD_GZ_CACHE_ENTRIES, HTTPD_GZ_CACHE_BYTES,
-                             &h->gz)) {
+                             &h->gz) ||
+        httpd_tokcache_create(HTTPD_TOK_CACHE_ENTRIES, &h->tok)) {
+        httpd_gzcache_destroy(&h->gz);
+        httpd_tokcache_destroy(&h->tok);
         freeaddrinfo(ai);
         free(h);
         return PD_ENOMEM;
@@ -986,6 +1082,7 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
         PD_LOGE(MOD, "cannot listen on %s:%d", cfg->bind_addr, cfg->http_port);
         pd_buf_unref(&h->hlsjs);
         httpd_gzcache_destroy(&h->gz);
+        httpd_tokcache_destroy(&h->tok);
         free(h);
         return PD_EIO;
     }
@@ -1050,6 +1147,7 @@ void httpd_stop(httpd_t **hp)
         close(lsock); /* quiesced: ours to close, after the stop */
     pd_buf_unref(&h->hlsjs);
     httpd_gzcache_destroy(&h->gz);
+    httpd_tokcache_destroy(&h->tok);
     free(h);
     *hp = NULL;
 }

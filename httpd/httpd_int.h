@@ -20,6 +20,7 @@
 #ifndef HTTPD_HTTPD_INT_H
 #define HTTPD_HTTPD_INT_H
 
+#include "../core/token.h"
 #include "../packager/packager.h"
 
 #include <stdbool.h>
@@ -209,6 +210,32 @@ int httpd_gzcache_get(httpd_gzcache_t *c, pd_buf_t *src, pd_buf_t **out);
 
 void httpd_gzcache_stats(httpd_gzcache_t *c, httpd_gzcache_stats_t *st);
 
+/* ---- signed playback (signed.c) -----------------------------------------
+ *
+ * Requests of a protected stream (storage's st_playback_check) carry a
+ * token in the query parameter cfg->playback_token_param; the playlists
+ * they get list every URI with that token added. */
+
+/* A copy of the playlist src[0..len) with "<param>=<token>" added to the
+ * query of every URI line and every URI="..." attribute ('?' or '&' as
+ * the URI already has a query). token must pass pd_token_chars_ok (so
+ * nothing needs escaping); param is a plain name. Returns 0 with *out a
+ * new buffer, PD_EINVAL, PD_ELIMIT or PD_ENOMEM. Pure; borrows
+ * everything. */
+int httpd_playlist_add_token(const uint8_t *src, size_t len, const char *param,
+                             const char *token, pd_buf_t **out);
+
+/* A bounded (capacity entries, least recently used goes) cache of those
+ * copies by (source buffer, param, token). Thread-safe. */
+typedef struct httpd_tokcache_s httpd_tokcache_t;
+int httpd_tokcache_create(size_t capacity, httpd_tokcache_t **out);
+void httpd_tokcache_destroy(httpd_tokcache_t **c);
+/* The copy of src (borrowed; the entry takes its own reference) for
+ * token: *out a new reference. A miss makes it outside the lock. Returns
+ * 0 or httpd_playlist_add_token()'s error with *out NULL. */
+int httpd_tokcache_get(httpd_tokcache_t *c, pd_buf_t *src, const char *param,
+                       const char *token, pd_buf_t **out);
+
 /* ---- the admin API (api.c) --------------------------------------------
  *
  * Everything under /api/ (see api.c for the routes and rules). httpd.c
@@ -242,5 +269,11 @@ void httpd_api_req_free(httpd_api_req_t **state);
  * buffer, or PD_ENOMEM / the storage error. Borrows st. Any thread. */
 #define HTTPD_RECORDINGS_MAX 100
 int httpd_recordings_json(struct st_s *st, pd_buf_t **out);
+
+/* The public /streams.json: the packager's list in (borrowed) without the
+ * streams whose playback needs a signed URL (the recordings of those are
+ * left out of /recordings.json too). Returns 0 with *out a new buffer,
+ * PD_EINVAL (in is not a JSON array) or PD_ENOMEM. Any thread. */
+int httpd_streams_json_public(struct st_s *st, pd_buf_t *in, pd_buf_t **out);
 
 #endif

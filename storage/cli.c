@@ -1,6 +1,7 @@
 /*
- * storage/cli.c - `podium keys ...` and `podium tokens ...`: manage stream
- * keys and API tokens from the shell.
+ * storage/cli.c - `podium keys ...`, `podium tokens ...` and `podium
+ * playback ...`: manage stream keys, API tokens and playback protection
+ * from the shell.
  *
  * The CLI opens the database itself (st_open), so it works while a podium
  * server runs on the same file (WAL + busy_timeout; db.c's lock keeps it
@@ -186,10 +187,127 @@ static int tokens_list(st_t *st)
     return 0;
 }
 
+static int playback_usage(void)
+{
+    fprintf(stderr, "usage: podium playback protect <name> | unprotect "
+                    "<name> | list | sign <name|/acl> [--ttl SECONDS]\n");
+    return 2;
+}
+
+/* "live/<name>" from "<name>" or "live/<name>"; false if too long. */
+static bool stream_arg(const char *name, char *out, size_t size)
+{
+    int n = strncmp(name, "live/", 5) == 0
+                ? snprintf(out, size, "%s", name)
+                : snprintf(out, size, "live/%s", name);
+    return n > 0 && (size_t)n < size;
+}
+
+/* `podium playback ...` (argv[0] is "playback"). */
+static int playback_cli(const pd_config_t *cfg, int argc, char **argv)
+{
+    if (argc < 2 || !argv[1])
+        return playback_usage();
+    const char *cmd = argv[1], *pos = NULL;
+    int64_t ttl = 3600;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!a)
+            return playback_usage();
+        if (strcmp(a, "--ttl") == 0 && i + 1 < argc && argv[i + 1]) {
+            if (!parse_id(argv[++i], &ttl) || ttl > 315360000) {
+                fprintf(stderr, "podium playback: --ttl takes 1 to "
+                        "315360000 seconds\n");
+                return 2;
+            }
+        } else if (a[0] == '-' || pos) {
+            return playback_usage();
+        } else {
+            pos = a;
+        }
+    }
+    bool protect = strcmp(cmd, "protect") == 0;
+    bool unprotect = strcmp(cmd, "unprotect") == 0;
+    bool list = strcmp(cmd, "list") == 0;
+    bool sign = strcmp(cmd, "sign") == 0;
+    if (!(protect || unprotect || list || sign) || (list && pos) ||
+        (!list && !pos))
+        return playback_usage();
+    char stream[256] = "", acl[PD_TOKEN_MAX] = "";
+    if ((protect || unprotect) && !stream_arg(pos, stream, sizeof(stream)))
+        return fail("playback", "stream name too long", PD_EINVAL);
+    if (sign) {
+        int n;
+        if (pos[0] == '/') {
+            n = snprintf(acl, sizeof(acl), "%s", pos);
+        } else {
+            if (!stream_arg(pos, stream, sizeof(stream)))
+                return fail("playback", "stream name too long", PD_EINVAL);
+            n = snprintf(acl, sizeof(acl), "/%s/*", stream);
+        }
+        if (n < 0 || (size_t)n >= sizeof(acl))
+            return fail("playback", "acl too long", PD_EINVAL);
+    }
+
+    st_t *st = NULL;
+    int rc = st_open(cfg, NULL, &st);
+    if (rc)
+        return fail("playback", "cannot open the database", rc);
+    int status = 0;
+    if (protect || unprotect) {
+        rc = st_playback_set(st, stream, protect);
+        if (rc == PD_EINVAL)
+            status = fail("playback", "invalid stream name (live/<name>, "
+                          "1-64 of A-Z a-z 0-9 _ . -, not starting with "
+                          "'.')", rc);
+        else if (rc)
+            status = fail("playback", "cannot store the setting", rc);
+        else
+            printf("%s: playback %s\n(a running podium applies this at its "
+                   "next start; POST /api/playback applies it at once)\n",
+                   stream, protect ? "needs a signed URL" : "is public");
+    } else if (list) {
+        char(*v)[256] = NULL;
+        int n = 0;
+        rc = st_playback_list(st, &v, &n);
+        if (rc) {
+            status = fail("playback", "cannot list", rc);
+        } else {
+            if (cfg->signed_playback)
+                printf("every stream needs a signed URL (signed_playback = "
+                       "1)\n");
+            for (int i = 0; i < n; i++)
+                printf("%s\n", v[i]);
+        }
+        free(v);
+    } else {
+        char token[PD_TOKEN_MAX + 1];
+        rc = st_playback_sign(st, acl, ttl, token, sizeof(token));
+        if (rc == PD_EINVAL || rc == PD_ELIMIT) {
+            status = fail("playback", "cannot sign that (an acl is paths "
+                          "starting with '/', joined by '!', '*' as a "
+                          "wildcard)", rc);
+        } else if (rc) {
+            status = fail("playback", "no signing key", rc);
+        } else {
+            printf("token %s\nparam %s\n", token, cfg->playback_token_param);
+            if (stream[0])
+                printf("url /%s/index.m3u8?%s=%s\n", stream,
+                       cfg->playback_token_param, token);
+        }
+        OPENSSL_cleanse(token, sizeof(token));
+    }
+    fflush(stdout);
+    st_close(&st);
+    return status;
+}
+
 int st_cli(const pd_config_t *cfg, int argc, char **argv)
 {
     if (!cfg || argc < 1 || !argv || !argv[0])
         return usage(NULL);
+    if (strcmp(argv[0], "playback") == 0)
+        return playback_cli(cfg, argc, argv);
     const char *what = argv[0];
     bool keys = strcmp(what, "keys") == 0;
     if (!keys && strcmp(what, "tokens") != 0)

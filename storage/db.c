@@ -44,6 +44,7 @@
 static const char *const MIGRATIONS[] = {
     ST_SCHEMA_V1, /* 0 -> 1 */
     ST_SCHEMA_V2, /* 1 -> 2: recorded renditions */
+    ST_SCHEMA_V3, /* 2 -> 3: per-stream settings (signed playback) */
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) ==
@@ -58,7 +59,7 @@ typedef struct st_open_s {
 } st_open_t;
 
 /* mkdir -p of the directory part of path (0700 for what we create). */
-static int make_parents(const char *path)
+int st_make_parents(const char *path)
 {
     char dir[1024];
     int n = snprintf(dir, sizeof(dir), "%s", path);
@@ -226,7 +227,7 @@ static int sweep_crashed(st_t *st)
 static int setup(st_open_t *o)
 {
     st_t *st = &o->st;
-    int rc = make_parents(st->path);
+    int rc = st_make_parents(st->path);
     if (rc) {
         PD_LOGE(ST_MOD, "%s: cannot create the directory: %s", st->path,
                 strerror(errno));
@@ -339,6 +340,11 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
         return PD_ENOMEM;
     }
     int rc = setup(o);
+    bool pb = false;
+    if (!rc) {
+        rc = st_playback_open(st);
+        pb = rc == 0;
+    }
     if (!rc) {
         rc = st_hooks_start(st);
         if (rc)
@@ -354,6 +360,8 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
         }
     }
     if (rc) {
+        if (pb)
+            st_playback_close(st);
         sqlite3_close(st->db); /* NULL is fine */
         if (o->lockfd >= 0)
             close(o->lockfd);
@@ -365,6 +373,11 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
     return 0;
 }
 
+const pd_config_t *st_config(const st_t *st)
+{
+    return st->cfg;
+}
+
 void st_close(st_t **pst)
 {
     if (!pst || !*pst)
@@ -373,6 +386,7 @@ void st_close(st_t **pst)
     *pst = NULL;
     st_rec_stop(st); /* first: it may still queue recording.ready */
     st_hooks_stop(st);
+    st_playback_close(st);
     pthread_mutex_lock(&st->lock);
     if (sqlite3_close(st->db) != SQLITE_OK)
         PD_LOGW(ST_MOD, "%s: close: %s", st->path, sqlite3_errmsg(st->db));

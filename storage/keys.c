@@ -90,7 +90,7 @@ void st_secret_hash(const char *secret, char hex[65])
 
 /* "live/<name>", <name> 1..200 of [A-Za-z0-9_.-], not starting with a dot
  * (the publish-name rule of ingest, with a longer limit). */
-static bool stream_valid(const char *s)
+bool st_stream_valid(const char *s)
 {
     if (!s || strncmp(s, "live/", 5) != 0)
         return false;
@@ -320,7 +320,7 @@ static void touch_locked(st_t *st, const char *table, int64_t id)
 int st_key_create(st_t *st, const char *stream, const char *label,
                   char *secret, size_t secret_size, int64_t *id)
 {
-    if (!stream_valid(stream))
+    if (!st_stream_valid(stream))
         return PD_EINVAL;
     return create_secret(st, "keys", "pk_", stream, label, secret,
                          secret_size, id);
@@ -404,7 +404,7 @@ int st_key_check(st_t *st, char *stream, size_t stream_size, const char *key)
         int64_t id = find_active(st, "keys", stream + 5, found,
                                  sizeof(found));
         size_t fl = strlen(found);
-        if (id > 0 && stream_valid(found) && fl < stream_size) {
+        if (id > 0 && st_stream_valid(found) && fl < stream_size) {
             touch_locked(st, "keys", id);
             memcpy(stream, found, fl + 1);
             rc = 0;

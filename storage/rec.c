@@ -1438,3 +1438,27 @@ int st_vod_file(st_t *st, int64_t id, const char *rendition,
     }
     return 0;
 }
+
+int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size)
+{
+    if (!st || !stream || size == 0)
+        return PD_EINVAL;
+    stream[0] = '\0';
+    sqlite3_stmt *s = NULL;
+    int rc = PD_ENOENT;
+    pthread_mutex_lock(&st->lock);
+    if (sqlite3_prepare_v2(st->db, "SELECT stream FROM recordings WHERE id = ?",
+                           -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            const char *v = (const char *)sqlite3_column_text(s, 0);
+            int n = snprintf(stream, size, "%s", v ? v : "");
+            rc = n > 0 && (size_t)n < size ? 0 : PD_EINVAL;
+        }
+    } else {
+        rc = PD_EIO;
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}

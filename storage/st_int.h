@@ -7,6 +7,8 @@
 
 #include "storage.h"
 
+#include "../core/token.h"
+
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -84,6 +86,14 @@
     " height INTEGER NOT NULL DEFAULT 0,"                                    \
     " PRIMARY KEY(recording_id, rendition));"
 
+/* v3: per-stream settings (playback.c): streams whose playback needs a
+ * signed URL. */
+#define ST_SCHEMA_V3                                                         \
+    "CREATE TABLE stream_settings ("                                         \
+    " stream TEXT PRIMARY KEY,"                                              \
+    " signed_playback INTEGER NOT NULL DEFAULT 0,"                           \
+    " updated_us INTEGER NOT NULL);"
+
 /* A queued webhook delivery (hooks.c). */
 typedef struct st_delivery_s {
     int64_t hook_id;
@@ -117,6 +127,15 @@ struct st_s {
     /* recordings (rec.c): queue, per-stream state and the writer thread;
      * NULL until st_rec_start() */
     struct st_recorder_s *rec;
+
+    /* playback protection (playback.c): the signing key and the sorted
+     * names of the streams marked signed, read by HTTP threads without
+     * touching the database */
+    pthread_mutex_t plock;
+    uint8_t pkey[PD_TOKEN_KEY_MAX];
+    size_t pkeylen;          /* 0: no key (cannot sign or check) */
+    char **psigned;          /* sorted "live/<name>" strings */
+    int npsigned;
 };
 
 /* hooks.c: start/stop the worker (called by st_open / st_close). */
@@ -134,6 +153,19 @@ void st_hooks_stop(st_t *st);
 void st_rec_sweep(st_t *st);
 int st_rec_start(st_t *st);
 void st_rec_stop(st_t *st);
+
+/* playback.c: loads the key (cfg->playback_key or <data_dir>/playback.key,
+ * made if missing) and the signed streams at open; frees at close. */
+int st_playback_open(st_t *st);
+void st_playback_close(st_t *st);
+
+/* db.c: mkdir -p of the directory part of path (0700 for what it
+ * creates). Returns 0, PD_EINVAL (too long) or PD_EIO. */
+int st_make_parents(const char *path);
+
+/* keys.c: "live/<name>", <name> 1..200 of [A-Za-z0-9_.-], not starting
+ * with a dot (ingest's publish-name rule with a longer limit). */
+bool st_stream_valid(const char *s);
 
 /* keys.c: a random secret "<prefix>" + 43 base64url chars, and the hex
  * SHA-256 of a secret (hex: 65 bytes). */

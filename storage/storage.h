@@ -21,6 +21,7 @@
 
 #include "../core/buf.h"
 #include "../core/config.h"
+#include "../core/token.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,7 +29,7 @@
 
 typedef struct st_s st_t;
 
-#define ST_SCHEMA_VERSION 2
+#define ST_SCHEMA_VERSION 3
 #define ST_SECRET_MAX 64 /* bytes of a secret's text form incl. NUL */
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -39,6 +40,9 @@ typedef struct st_s st_t;
  * (cannot open/create: message logged), PD_EINVAL (a newer schema) or
  * PD_ENOMEM. */
 int st_open(const pd_config_t *cfg, const char *path, st_t **out);
+
+/* The configuration st was opened with (borrowed). */
+const pd_config_t *st_config(const st_t *st);
 
 /* Stops the worker (pending webhooks get at most 1 s), closes the
  * database; *st set to NULL. Idempotent. */
@@ -209,6 +213,10 @@ int st_rec_list(st_t *st, int limit, st_rec_t **out, int *n);
  * if it is still recording. */
 int st_rec_delete(st_t *st, int64_t id);
 
+/* The stream ("live/<name>") recording id belongs to, into stream
+ * (size >= 256). PD_ENOENT if there is no such recording. */
+int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size);
+
 /* VOD playlists of recording id, rendered from the index: rendition
  * NULL = the multivariant (one variant per video rendition with
  * BANDWIDTH/AVERAGE-BANDWIDTH from the recorded bytes, CODECS,
@@ -231,11 +239,51 @@ typedef struct st_rec_stats_s {
 } st_rec_stats_t;
 void st_rec_get_stats(st_t *st, st_rec_stats_t *out);
 
+/* ---- playback protection -------------------------------------------------
+ * A protected stream's playlists, parts, segments and inits (live, and its
+ * recordings under /vod/) are served only with a valid signed token
+ * (core/token.h) in the query parameter cfg->playback_token_param. A
+ * stream is protected when cfg->signed_playback is set (every stream) or
+ * the catalogue marks it (st_playback_set). The marks are kept in memory
+ * too, so a check never touches the database. */
+
+/* Marks stream ("live/<name>", validated like a publish name) as needing
+ * signed URLs (on) or not. Returns 0, PD_EINVAL, or a storage error. */
+int st_playback_set(st_t *st, const char *stream, bool on);
+
+/* True if stream ("live/<name>") needs a signed URL. Any thread; no
+ * database access. */
+bool st_playback_signed(st_t *st, const char *stream);
+
+/* True if any stream may need a signed URL (cfg->signed_playback, or at
+ * least one mark): lets callers skip the work of finding a stream's
+ * name. Any thread; no database access. */
+bool st_playback_any(st_t *st);
+
+/* The streams marked in the catalogue (sorted); *out is malloc'ed
+ * (caller frees), each entry a "live/<name>" string of 256 bytes. */
+int st_playback_list(st_t *st, char (**out)[256], int *n);
+
+/* Makes a token for acl (token.h: patterns joined by '!') valid for
+ * ttl_s seconds from now (1 .. 10 years), with the catalogue's key, into
+ * out (size >= PD_TOKEN_MAX + 1). Returns 0, PD_EINVAL (acl, ttl) or
+ * PD_ENOENT (no key). */
+int st_playback_sign(st_t *st, const char *acl, int64_t ttl_s, char *out,
+                     size_t outsize);
+
+/* The playback decision for a request of path (the decoded URL path)
+ * belonging to stream ("live/<name>"): 0 if stream is not protected or
+ * token (NULL if absent) is valid for path now; PD_EPERM otherwise, with
+ * *why (may be NULL) saying why. Any thread. */
+int st_playback_check(st_t *st, const char *stream, const char *path,
+                      const char *token, pd_token_why_t *why);
+
 /* ---- CLI --------------------------------------------------------------- */
 
-/* `podium keys create <name> [--label L] | list | revoke <id>` and
- * `podium tokens create [--label L] | list | revoke <id>`: argv[0] is
- * "keys" or "tokens". Prints to stdout (the secret once, on create).
+/* `podium keys create <name> [--label L] | list | revoke <id>`,
+ * `podium tokens create [--label L] | list | revoke <id>` and
+ * `podium playback protect|unprotect <name> | list | sign <acl> [--ttl S]`:
+ * argv[0] is "keys", "tokens" or "playback". Prints to stdout (the secret once, on create).
  * Returns the process exit status (0, 1 error, 2 usage). */
 int st_cli(const pd_config_t *cfg, int argc, char **argv);
 
