@@ -205,6 +205,7 @@ static void av_to_log(void *avcl, int level, const char *fmt, va_list vl)
 
 typedef struct {
     st_t *st;
+    pkg_t *pkg; /* for what a session was made of */
     bool open;
     atomic_bool stopping; /* podium is stopping: sessions end "shutdown" */
 } gate_t;
@@ -266,6 +267,13 @@ static void gate_ended(void *opaque, const char *name, int64_t session)
 {
     gate_t *g = opaque;
     st_rec_end(g->st, name);
+    /* The stream is still registered (grace period): its renditions and
+     * codecs as they were when the publisher left. */
+    char codecs[128], rends[256];
+    if (session > 0 && g->pkg &&
+        pkg_stream_describe(g->pkg, name, codecs, sizeof(codecs), rends,
+                            sizeof(rends)) == PD_OK)
+        st_session_describe(g->st, session, codecs, rends);
     if (session > 0)
         st_session_end(g->st, session,
                        atomic_load(&g->stopping) ? "shutdown" : "left");
@@ -322,8 +330,10 @@ int main(int argc, char **argv)
                     "network set auth = \"keys\" and create stream keys "
                     "(podium keys create NAME)");
         rc = pkg_create(&cfg, &pkg);
-        if (!rc)
+        if (!rc) {
             pkg_set_sink(pkg, st_rec_sink(st)); /* recordings */
+            gate.pkg = pkg;
+        }
     }
     if (!rc)
         rc = httpd_start(&cfg, pkg, st, &http);

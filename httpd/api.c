@@ -242,7 +242,8 @@ typedef enum {
     COLL_HOOKS,
     COLL_RECS,
     COLL_PLAYBACK, /* GET: the settings; POST: protect or open a stream */
-    COLL_SIGN      /* POST: make a signed playback token */
+    COLL_SIGN,     /* POST: make a signed playback token */
+    COLL_METRICS   /* GET: counters in Prometheus' text format */
 } coll_t;
 
 /* One recording as JSON (new reference); full adds what only the admin
@@ -632,6 +633,78 @@ static int create_hook(struct MHD_Connection *c, struct st_s *st,
     return ret;
 }
 
+/* ---- metrics -------------------------------------------------------------- */
+
+/* GET /api/metrics: Prometheus text exposition format 0.0.4 (scrapers
+ * send the API token as a bearer token). */
+static int get_metrics(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st)
+{
+    pkg_stats_t p;
+    st_stats_t h;
+    st_rec_stats_t r;
+    pkg_get_stats(pkg, &p);
+    st_get_stats(st, &h);
+    st_rec_get_stats(st, &r);
+    static const char fmt[] =
+        "# HELP podium_streams Streams in the registry (live, in grace or "
+        "lingering).\n# TYPE podium_streams gauge\npodium_streams %lld\n"
+        "# HELP podium_waiters Blocking playlist/part requests held.\n"
+        "# TYPE podium_waiters gauge\npodium_waiters %lld\n"
+        "# HELP podium_parts_published_total Parts published, all "
+        "renditions.\n# TYPE podium_parts_published_total counter\n"
+        "podium_parts_published_total %lld\n"
+        "# HELP podium_recorder_items_written_total Init and media segments "
+        "written to disk.\n# TYPE podium_recorder_items_written_total "
+        "counter\npodium_recorder_items_written_total %lld\n"
+        "# HELP podium_recorder_bytes_written_total Bytes of recordings "
+        "written.\n# TYPE podium_recorder_bytes_written_total counter\n"
+        "podium_recorder_bytes_written_total %lld\n"
+        "# HELP podium_recorder_items_dropped_total Items not recorded (queue "
+        "full, or their recording had stopped).\n"
+        "# TYPE podium_recorder_items_dropped_total counter\n"
+        "podium_recorder_items_dropped_total %lld\n"
+        "# HELP podium_recorder_write_errors_total Recordings stopped by a "
+        "write error.\n# TYPE podium_recorder_write_errors_total counter\n"
+        "podium_recorder_write_errors_total %lld\n"
+        "# HELP podium_recorder_disk_full_total Recordings stopped because "
+        "the disk (or quota) was full.\n"
+        "# TYPE podium_recorder_disk_full_total counter\n"
+        "podium_recorder_disk_full_total %lld\n"
+        "# HELP podium_webhooks_sent_total Webhook deliveries answered 2xx."
+        "\n# TYPE podium_webhooks_sent_total counter\n"
+        "podium_webhooks_sent_total %lld\n"
+        "# HELP podium_webhooks_failed_total Webhook deliveries given up "
+        "after their retries.\n# TYPE podium_webhooks_failed_total counter\n"
+        "podium_webhooks_failed_total %lld\n"
+        "# HELP podium_webhooks_dropped_total Webhook deliveries dropped "
+        "(queue full).\n# TYPE podium_webhooks_dropped_total counter\n"
+        "podium_webhooks_dropped_total %lld\n"
+        "# HELP podium_webhooks_queued Webhook deliveries waiting.\n"
+        "# TYPE podium_webhooks_queued gauge\npodium_webhooks_queued %lld\n";
+    char *text = NULL;
+    int n = asprintf(&text, fmt, (long long)p.streams, (long long)p.waiters,
+                     (long long)p.parts_published, (long long)r.written,
+                     (long long)r.bytes, (long long)r.dropped,
+                     (long long)r.errors, (long long)r.disk_full,
+                     (long long)h.hooks_sent, (long long)h.hooks_failed,
+                     (long long)h.hooks_dropped, (long long)h.hooks_queued);
+    if (n < 0)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        (size_t)n, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type",
+                            "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    int ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* ---- playback protection ------------------------------------------------- */
 
 static int get_playback(struct MHD_Connection *c, struct st_s *st)
@@ -831,7 +904,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
                  {"webhooks", COLL_HOOKS},
                  {"recordings", COLL_RECS},
                  {"playback", COLL_PLAYBACK},
-                 {"sign", COLL_SIGN}};
+                 {"sign", COLL_SIGN},
+                 {"metrics", COLL_METRICS}};
     const char *rest = url + 5; /* after "/api/" (httpd_api_path) */
     const char *slash = strchr(rest, '/');
     size_t clen = slash ? (size_t)(slash - rest) : strlen(rest);
@@ -843,7 +917,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
     bool item = slash != NULL;
     if (ci < 0 || (item && (colls[ci].coll == COLL_STREAMS ||
                             colls[ci].coll == COLL_PLAYBACK ||
-                            colls[ci].coll == COLL_SIGN || !slash[1] ||
+                            colls[ci].coll == COLL_SIGN ||
+                            colls[ci].coll == COLL_METRICS || !slash[1] ||
                             strchr(slash + 1, '/'))))
         return answer_error(c, MHD_HTTP_NOT_FOUND, "not found", NULL);
     coll_t coll = colls[ci].coll;
@@ -862,7 +937,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
                                 "the id must be a positive integer", NULL);
         return delete_item(c, st, coll, id);
     }
-    bool ro = coll == COLL_STREAMS || coll == COLL_RECS; /* no POST */
+    bool ro = coll == COLL_STREAMS || coll == COLL_RECS ||
+              coll == COLL_METRICS; /* no POST */
     bool wo = coll == COLL_SIGN;                         /* no GET */
     const char *allow = ro ? "GET" : wo ? "POST" : "GET, POST";
     if (!(get && !wo) && !(post && !ro))
@@ -880,6 +956,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
             return list_recordings(c, st);
         case COLL_PLAYBACK:
             return get_playback(c, st);
+        case COLL_METRICS:
+            return get_metrics(c, pkg, st);
         default:
             return list_hooks(c, st);
         }

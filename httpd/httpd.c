@@ -76,8 +76,20 @@
  * and is freed by on_completed() like any other. /api/ answers carry no
  * Access-Control-Allow-Origin (and OPTIONS there is a 405).
  *
- * Recordings (VOD) are public like the live routes (no token, CORS),
- * served from storage: /vod/<id>/index.m3u8 (multivariant),
+ * Signed playback (signed.c, storage's st_playback_check): a request for
+ * an object of a protected stream (its live routes, and its recordings'
+ * /vod/ routes) is answered only when the query parameter
+ * cfg->playback_token_param holds a token valid for the request's path;
+ * otherwise 403 with "private, no-store" (a CDN that keeps tokens out of
+ * its cache key must not hand one viewer's refusal to another). The
+ * check is made once, at the first call (a held request is not checked
+ * again when it wakes). The playlists such a request gets list every URI
+ * with its token (copies cached per playlist and token), gzip as usual.
+ * Protected streams and their recordings are left out of /streams.json
+ * and /recordings.json.
+ *
+ * Recordings (VOD) are public like the live routes (CORS) unless their
+ * stream is protected, served from storage: /vod/<id>/index.m3u8 (multivariant),
  * /vod/<id>/<rendition>/index.m3u8 (media playlist) and
  * /vod/<id>/<rendition>/<file>, whose on-disk path only st_vod_file()
  * gives (an indexed init-<n>.mp4 or <msn>.m4s of that recording; the URL
@@ -86,7 +98,8 @@
  * live rules; anything else is 404, as is everything without a catalogue
  * (st NULL). A recording's playlists get max-age HTTPD_VOD_PLAYLIST_S
  * while it is being recorded (an EVENT playlist grows) and cache_media_s
- * once it has EXT-X-ENDLIST; files cache_media_s, immutable.
+ * once it ended (a media playlist has EXT-X-ENDLIST; for the
+ * multivariant the catalogue says so); files cache_media_s, immutable.
  * /recordings.json (no-cache) lists the ended recordings for the page.
  *
  * Logging: nothing per request at info level; refused or odd requests at
@@ -496,21 +509,20 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
                 sanitize(url, path, sizeof(path)));
         return reply_404(h, c);
     }
-    if (st_playback_any(h->st)) {
-        /* A recording is protected when its stream is (now). */
-        char stream[256];
-        int rc = st_rec_stream(h->st, id, stream, sizeof(stream));
-        if (rc == PD_ENOENT) {
-            PD_LOGD(MOD, "404 recording %lld", (long long)id);
-            return reply_404(h, c);
-        }
-        if (rc) {
-            PD_LOGW(MOD, "recording %lld: %s", (long long)id, pd_strerror(rc));
-            return reply_503(h, c, true);
-        }
-        if (!playback_ok(h, c, stream, url, token))
-            return reply_403(c);
+    /* A recording is protected when its stream is (now). */
+    char stream[256];
+    int64_t ended_us = 0;
+    int src = st_rec_stream(h->st, id, stream, sizeof(stream), &ended_us);
+    if (src == PD_ENOENT) {
+        PD_LOGD(MOD, "404 recording %lld", (long long)id);
+        return reply_404(h, c);
     }
+    if (src) {
+        PD_LOGW(MOD, "recording %lld: %s", (long long)id, pd_strerror(src));
+        return reply_503(h, c, true);
+    }
+    if (!playback_ok(h, c, stream, url, token))
+        return reply_403(c);
     if (strcmp(file, "index.m3u8") == 0) {
         pd_buf_t *b = NULL;
         int rc = st_vod_playlist(h->st, id, rend[0] ? rend : NULL, &b);
@@ -524,9 +536,9 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
                     pd_strerror(rc));
             return reply_503(h, c, true);
         }
-        /* The multivariant never holds ENDLIST: a media playlist does
-         * once the recording ended. */
-        bool ended = rend[0] && buf_has(b, "#EXT-X-ENDLIST");
+        /* A media playlist holds ENDLIST once the recording ended; the
+         * multivariant never does, the catalogue says. */
+        bool ended = rend[0] ? buf_has(b, "#EXT-X-ENDLIST") : ended_us > 0;
         snprintf(cache, sizeof(cache), "public, max-age=%d",
                  ended ? h->cfg->cache_media_s : HTTPD_VOD_PLAYLIST_S);
         b = with_token(h, b, token);

@@ -12,8 +12,9 @@
  * If hls.min.js is missing the page says so (and still plays natively
  * where the browser can). Below the streams it lists the finished
  * recordings of /recordings.json; one plays its VOD playlist in the same
- * player, without low-latency mode. Edit the page here; there is no
- * other copy.
+ * player, without low-latency mode. A protected stream (signed
+ * playback) plays from /?token=<token>#live/<name>: the page passes the
+ * token on. Edit the page here; there is no other copy.
  */
 #include "httpd_int.h"
 
@@ -89,8 +90,20 @@ static const char page[] =
 "  video.load();\n"
 "}\n"
 "\n"
+"/* A signed URL's token (protected streams): the page's own ?token=...\n"
+"   (or ?hdnts=...) is passed on to the playlist, and podium carries it\n"
+"   into every URI the playlists list. Never shown on the page. */\n"
+"var tokenQuery = (function () {\n"
+"  var q = new URLSearchParams(location.search);\n"
+"  var names = ['token', 'hdnts'];\n"
+"  for (var i = 0; i < names.length; i++)\n"
+"    if (q.get(names[i])) return names[i] + '=' + encodeURIComponent(q.get(names[i])).replace(/%2F/g, '/').replace(/%2A/gi, '*').replace(/%3D/gi, '=').replace(/%7E/gi, '~').replace(/%21/g, '!');\n"
+"  return '';\n"
+"})();\n"
+"\n"
 "function urlOf(s) {\n"
-"  return (typeof s.url === 'string' && s.url.charAt(0) === '/') ? s.url : '/' + s.name + '/index.m3u8';\n"
+"  var u = (typeof s.url === 'string' && s.url.charAt(0) === '/') ? s.url : '/' + s.name + '/index.m3u8';\n"
+"  return tokenQuery ? u + (u.indexOf('?') < 0 ? '?' : '&') + tokenQuery : u;\n"
 "}\n"
 "\n"
 "function play(s) {\n"
@@ -103,7 +116,7 @@ static const char page[] =
 "  msg('');\n"
 "  if (!s.vod) history.replaceState(null, '', '#' + s.name);\n"
 "  var url = urlOf(s);\n"
-"  $('now').textContent = s.name + '  (' + url + ')';\n"
+"  $('now').textContent = s.name + '  (' + url.split('?')[0] + ')';\n"
 "  if (haveHlsJs && Hls.isSupported()) {\n"
 "    /* maxLiveSyncPlaybackRate: hls.js picks its start position before it\n"
 "       knows the parts' real media times and may start up to ~1 s behind\n"
@@ -191,6 +204,9 @@ static const char page[] =
 "  streams.forEach(function (s) {\n"
 "    if (want ? s.name === want : (!pick && s.state === 'live')) pick = s;\n"
 "  });\n"
+"  /* a protected stream is not listed: with a token, play it by name */\n"
+"  if (!pick && want && tokenQuery && /^live\\/[A-Za-z0-9_.-]+$/.test(want))\n"
+"    pick = { name: want };\n"
 "  if (pick && !chosen) play(pick);\n"
 "}\n"
 "\n"

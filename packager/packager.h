@@ -225,6 +225,14 @@ int64_t pkg_hold_limit_us(pkg_t *pkg, const char *stream);
 pd_buf_t *pkg_streams_json(pkg_t *pkg);
 
 /* Counters for logs, metrics and benchmarks. */
+/* What stream ("live/<name>", live or in its grace period) is made of:
+ * its distinct codecs ("avc1.64001f,mp4a.40.2") and its renditions'
+ * names ("source,720p,audio"), comma-separated, cut to csize / rsize
+ * at a whole entry. Returns 0, PD_ENOENT (no such stream) or PD_EINVAL.
+ * Any thread. */
+int pkg_stream_describe(pkg_t *pkg, const char *name, char *codecs,
+                        size_t csize, char *rends, size_t rsize);
+
 typedef struct pkg_stats_s {
     int64_t streams;         /* streams in the registry */
     int64_t waiters;         /* waiters currently held */

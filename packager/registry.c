@@ -851,6 +851,50 @@ pd_buf_t *pkg_streams_json(pkg_t *pkg)
     return out;
 }
 
+int pkg_stream_describe(pkg_t *pkg, const char *name, char *codecs,
+                        size_t csize, char *rends, size_t rsize)
+{
+    if (!pkg || !name || !codecs || !rends || !csize || !rsize)
+        return PD_EINVAL;
+    codecs[0] = rends[0] = '\0';
+    size_t cl = 0, rl = 0;
+    pthread_mutex_lock(&pkg->lock);
+    pkg_stream_t *s = find_locked(pkg, name);
+    if (!s) {
+        pthread_mutex_unlock(&pkg->lock);
+        return PD_ENOENT;
+    }
+    pthread_mutex_lock(&s->lock);
+    for (int k = 0; k < s->nrends; k++) {
+        const pkg_rend_t *r = s->rends[k];
+        int n = snprintf(rends + rl, rsize - rl, "%s%s", rl ? "," : "",
+                         r->name);
+        if (n > 0 && (size_t)n < rsize - rl)
+            rl += (size_t)n;
+        if (!r->codecs[0])
+            continue;
+        /* each codec once, in rendition order */
+        bool seen = false;
+        for (const char *p = codecs; *p && !seen;) {
+            size_t len = strcspn(p, ",");
+            seen = len == strlen(r->codecs) && memcmp(p, r->codecs, len) == 0;
+            p += len + (p[len] == ',');
+        }
+        if (seen)
+            continue;
+        n = snprintf(codecs + cl, csize - cl, "%s%s", cl ? "," : "",
+                     r->codecs);
+        if (n > 0 && (size_t)n < csize - cl)
+            cl += (size_t)n;
+        else
+            codecs[cl] = '\0';
+    }
+    rends[rl] = '\0';
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&pkg->lock);
+    return PD_OK;
+}
+
 void pkg_set_sink(pkg_t *pkg, const pkg_sink_t *sink)
 {
     if (!pkg)

@@ -125,7 +125,7 @@ struct st_recorder_s {
     pkg_sink_t sink;
     char root[600];          /* <data_dir>/recordings */
     wrec_t *open;            /* writer thread only */
-    atomic_llong written, wbytes, dropped, errors;
+    atomic_llong written, wbytes, dropped, errors, disk_full;
     atomic_bool stopped_full;
 };
 
@@ -636,6 +636,8 @@ static void wrec_fail(st_t *st, wrec_t *w, const char *rendition,
     w->failed = true;
     atomic_fetch_add(&r->errors, 1);
     atomic_store(&r->stopped_full, true);
+    if (err == ENOSPC || err == EDQUOT)
+        atomic_fetch_add(&r->disk_full, 1);
     PD_LOGE(ST_MOD, "%s: recording %" PRId64 " stopped: %s%s%s failed%s%s",
             w->stream, w->id, rendition ? rendition : "",
             rendition ? ": " : "", what, err ? ": " : "",
@@ -1060,6 +1062,7 @@ void st_rec_get_stats(st_t *st, st_rec_stats_t *out)
     out->dropped = atomic_load(&r->dropped);
     out->errors = atomic_load(&r->errors);
     out->stopped_full = atomic_load(&r->stopped_full);
+    out->disk_full = atomic_load(&r->disk_full);
 }
 
 /* ---- catalogue --------------------------------------------------------- */
@@ -1439,19 +1442,24 @@ int st_vod_file(st_t *st, int64_t id, const char *rendition,
     return 0;
 }
 
-int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size)
+int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,
+                  int64_t *ended_us)
 {
-    if (!st || !stream || size == 0)
+    if (!st || !stream || size == 0 || !ended_us)
         return PD_EINVAL;
     stream[0] = '\0';
+    *ended_us = 0;
     sqlite3_stmt *s = NULL;
     int rc = PD_ENOENT;
     pthread_mutex_lock(&st->lock);
-    if (sqlite3_prepare_v2(st->db, "SELECT stream FROM recordings WHERE id = ?",
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT stream, ended_us FROM recordings "
+                           "WHERE id = ?",
                            -1, &s, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, id);
         if (sqlite3_step(s) == SQLITE_ROW) {
             const char *v = (const char *)sqlite3_column_text(s, 0);
+            *ended_us = sqlite3_column_int64(s, 1);
             int n = snprintf(stream, size, "%s", v ? v : "");
             rc = n > 0 && (size_t)n < size ? 0 : PD_EINVAL;
         }

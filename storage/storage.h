@@ -214,8 +214,10 @@ int st_rec_list(st_t *st, int limit, st_rec_t **out, int *n);
 int st_rec_delete(st_t *st, int64_t id);
 
 /* The stream ("live/<name>") recording id belongs to, into stream
- * (size >= 256). PD_ENOENT if there is no such recording. */
-int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size);
+ * (size >= 256), and when it ended (*ended_us, 0: still recording).
+ * PD_ENOENT if there is no such recording. */
+int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,
+                  int64_t *ended_us);
 
 /* VOD playlists of recording id, rendered from the index: rendition
  * NULL = the multivariant (one variant per video rendition with
@@ -235,7 +237,9 @@ int st_vod_file(st_t *st, int64_t id, const char *rendition,
 
 typedef struct st_rec_stats_s {
     int64_t written, bytes, dropped, errors; /* items, bytes */
-    bool stopped_full;                       /* a write failed (disk) */
+    int64_t disk_full;   /* recordings stopped by ENOSPC / EDQUOT */
+    bool stopped_full;   /* a recording was stopped by a write error
+                            (disk full or another) since start */
 } st_rec_stats_t;
 void st_rec_get_stats(st_t *st, st_rec_stats_t *out);
 
