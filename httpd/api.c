@@ -367,18 +367,41 @@ static int get_streams(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st)
     json_t *sess = json_array();
     st_session_t *v = NULL;
     int n = 0;
+    st_rec_t *recs = NULL;
+    int nrecs = 0;
+    if (st_rec_list(st, API_RECORDINGS, &recs, &nrecs))
+        nrecs = 0; /* sessions without their recordings' URLs */
     if (st_session_list(st, false, API_SESSIONS, &v, &n) == 0) {
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
+            /* viewer-facing URL: the live playlist while live, then the
+             * session's recording (VOD) if there is one */
+            char url[300];
+            json_t *rec = json_null();
+            url[0] = '\0';
+            if (!v[i].ended_us)
+                snprintf(url, sizeof(url), "/%s/index.m3u8", v[i].stream);
+            for (int k = 0; k < nrecs; k++)
+                if (recs[k].session_id == v[i].id) {
+                    json_decref(rec);
+                    rec = json_integer((json_int_t)recs[k].id);
+                    if (v[i].ended_us && recs[k].ended_us)
+                        snprintf(url, sizeof(url), "/vod/%lld/index.m3u8",
+                                 (long long)recs[k].id);
+                }
             json_array_append_new(
                 sess,
-                json_pack("{s:I,s:s,s:s,s:o,s:o,s:s,s:s,s:s}", "id",
+                json_pack("{s:I,s:s,s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:o}", "id",
                           (json_int_t)v[i].id, "stream", v[i].stream, "peer",
                           v[i].peer, "started", iso_time(v[i].started_us),
                           "ended", iso_time(v[i].ended_us), "end_reason",
                           v[i].end_reason, "codecs", v[i].codecs, "renditions",
-                          v[i].renditions));
+                          v[i].renditions, "recording", rec, "url",
+                          url[0] ? json_string(url) : json_null()));
+        }
         free(v);
+        free(recs);
     } else {
+        free(recs);
         json_decref(streams);
         json_decref(sess);
         return answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
