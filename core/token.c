@@ -11,11 +11,14 @@
 
 #include "err.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *pd_token_why_name(pd_token_why_t why)
@@ -150,14 +153,78 @@ static bool acl_match(const char *acl, size_t len, const char *path,
     return false;
 }
 
+/* HMAC-SHA256 without a provider look-up per call: one EVP_MAC fetched
+ * once, and per thread one EVP_MAC_CTX keyed once per key (re-initialised
+ * with the same key for each message). A fetch and a context per call
+ * cost ~2 us and contend on OpenSSL's method store across HTTP threads
+ * (5.6 us per check with two threads, measured); this path is ~0.5 us. */
+typedef struct {
+    EVP_MAC_CTX *ctx;
+    uint8_t key[PD_TOKEN_KEY_MAX];
+    size_t keylen; /* 0: ctx not keyed */
+} mac_tls_t;
+
+static pthread_once_t mac_once = PTHREAD_ONCE_INIT;
+static pthread_key_t mac_key;
+static EVP_MAC *mac_alg; /* fetched once, kept for the process */
+static bool mac_ok;
+
+static void mac_tls_free(void *p)
+{
+    mac_tls_t *t = p;
+    EVP_MAC_CTX_free(t->ctx);
+    OPENSSL_cleanse(t, sizeof(*t));
+    free(t);
+}
+
+static void mac_init(void)
+{
+    mac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    mac_ok = mac_alg && pthread_key_create(&mac_key, mac_tls_free) == 0;
+}
+
+/* This thread's context keyed with key, or NULL. */
+static EVP_MAC_CTX *mac_ctx(const uint8_t *key, size_t keylen)
+{
+    pthread_once(&mac_once, mac_init);
+    if (!mac_ok || keylen > PD_TOKEN_KEY_MAX)
+        return NULL;
+    mac_tls_t *t = pthread_getspecific(mac_key);
+    if (!t) {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return NULL;
+        t->ctx = EVP_MAC_CTX_new(mac_alg);
+        if (!t->ctx || pthread_setspecific(mac_key, t) != 0) {
+            mac_tls_free(t);
+            return NULL;
+        }
+    }
+    if (t->keylen != keylen || memcmp(t->key, key, keylen) != 0) {
+        char digest[] = "SHA256";
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+            OSSL_PARAM_construct_end()};
+        t->keylen = 0;
+        if (EVP_MAC_init(t->ctx, key, keylen, params) != 1)
+            return NULL;
+        memcpy(t->key, key, keylen);
+        t->keylen = keylen;
+        return t->ctx;
+    }
+    /* same key: NULL re-uses it */
+    return EVP_MAC_init(t->ctx, NULL, 0, NULL) == 1 ? t->ctx : NULL;
+}
+
 static int mac_hex(const uint8_t *key, size_t keylen, const char *msg,
                    size_t len, char hex[65])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, len,
-              mac, &maclen) ||
-        maclen != 32)
+    size_t maclen = 0;
+    EVP_MAC_CTX *c = mac_ctx(key, keylen);
+    if (!c ||
+        EVP_MAC_update(c, (const unsigned char *)msg, len) != 1 ||
+        EVP_MAC_final(c, mac, &maclen, sizeof(mac)) != 1 || maclen != 32)
         return PD_ERR;
     static const char digits[] = "0123456789abcdef";
     for (unsigned i = 0; i < 32; i++) {
