@@ -175,7 +175,8 @@ int st_playback_open(st_t *st)
         st_playback_close(st);
         return rc;
     }
-    qsort(st->psigned, (size_t)st->npsigned, sizeof(char *), cmp_names);
+    if (st->npsigned > 1) /* psigned is NULL without marks */
+        qsort(st->psigned, (size_t)st->npsigned, sizeof(char *), cmp_names);
     if (st->cfg->signed_playback)
         PD_LOGI(ST_MOD, "playback of every stream needs a signed URL");
     else if (st->npsigned)
