@@ -105,7 +105,8 @@ bool pd_token_glob(const char *pat, size_t patlen, const char *s, size_t len)
     return p == patlen;
 }
 
-/* Canonical unsigned decimal (no sign, no leading zero) up to 2^62. */
+/* Canonical unsigned decimal (no sign, no leading zero), at most 18
+ * digits (PD_TOKEN_TIME_MAX). */
 static int parse_time(const char *s, size_t len, int64_t *out)
 {
     if (len == 0 || len > 18 || (len > 1 && s[0] == '0'))
@@ -241,7 +242,7 @@ int pd_token_make(const uint8_t *key, size_t keylen, int64_t start_s,
 {
     if (!key || keylen < PD_TOKEN_KEY_MIN || keylen > PD_TOKEN_KEY_MAX ||
         !acl || !out || start_s < 0 || exp_s <= start_s ||
-        exp_s > ((int64_t)1 << 62) || !acl_ok(acl, strlen(acl)))
+        exp_s > PD_TOKEN_TIME_MAX || !acl_ok(acl, strlen(acl)))
         return PD_EINVAL;
     char body[PD_TOKEN_MAX + 1];
     int n;

@@ -35,6 +35,7 @@
 #define PD_TOKEN_MAX 1024      /* bytes of a token, without the NUL */
 #define PD_TOKEN_KEY_MAX 64    /* bytes of a key (128 hex digits) */
 #define PD_TOKEN_KEY_MIN 16    /* bytes (32 hex digits) */
+#define PD_TOKEN_TIME_MAX 999999999999999999LL /* st, exp: 18 digits */
 
 /* Why a check failed (for debug logs and tests; the client only ever
  * sees 403). */
@@ -62,7 +63,7 @@ bool pd_token_chars_ok(const char *s, size_t len);
 
 /* Makes a token for acl (one or more patterns joined by '!', each
  * starting with '/'), valid from start_s (0: no st field) until exp_s
- * (> start_s). Writes it NUL-terminated into out (size >= the token +
+ * (> start_s, <= PD_TOKEN_TIME_MAX). Writes it NUL-terminated into out (size >= the token +
  * 1). Returns 0, PD_EINVAL (bad acl or times, key length) or PD_ELIMIT
  * (out too small or over PD_TOKEN_MAX). Borrows everything. */
 int pd_token_make(const uint8_t *key, size_t keylen, int64_t start_s,

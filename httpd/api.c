@@ -854,9 +854,13 @@ static int sign(struct MHD_Connection *c, struct st_s *st,
         return answer_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
                             "no signing key", NULL);
     const pd_config_t *cfg = st_config(st);
+    /* the token's own expiry (st_playback_sign writes no st field) */
+    long long exp = 0;
+    if (sscanf(token, "exp=%lld~", &exp) != 1)
+        exp = (long long)time(NULL) + ttl_s;
     json_t *r = json_pack("{s:s,s:s,s:s,s:o}", "token", token, "param",
                           cfg->playback_token_param, "acl", acl, "expires",
-                          iso_time(((int64_t)time(NULL) + ttl_s) * 1000000));
+                          iso_time((int64_t)exp * 1000000));
     if (r && url[0]) {
         char full[2 * PD_TOKEN_MAX + 64];
         snprintf(full, sizeof(full), "%s?%s=%s", url,

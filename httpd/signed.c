@@ -87,34 +87,38 @@ int httpd_playlist_add_token(const uint8_t *src, size_t len, const char *param,
             end++;
         size_t llen = end - i;
         if (llen && src[i] == '#') {
-            /* attributes: copy up to each URI="...", add before its '"' */
+            /* attributes: copy up to each URI="...", add before its '"';
+             * a CR ending the line stays last */
+            size_t cend = src[end - 1] == '\r' ? end - 1 : end;
             size_t k = i;
-            while (k < end) {
+            while (k < cend) {
                 const uint8_t *a = NULL;
-                for (size_t m = k; m + 5 <= end; m++)
+                for (size_t m = k; m + 5 <= cend; m++)
                     if (memcmp(src + m, "URI=\"", 5) == 0) {
                         a = src + m;
                         break;
                     }
                 if (!a) {
-                    memcpy(o, src + k, end - k);
-                    o += end - k;
+                    memcpy(o, src + k, cend - k);
+                    o += cend - k;
                     break;
                 }
                 size_t vstart = (size_t)(a - src) + 5;
                 size_t vend = vstart;
-                while (vend < end && src[vend] != '"')
+                while (vend < cend && src[vend] != '"')
                     vend++;
                 memcpy(o, src + k, vend - k);
                 o += vend - k;
                 o = add_query(o, src + vstart, vend - vstart, param, plen,
                               token, tlen);
                 k = vend;
-                if (k == end)
+                if (k == cend)
                     break; /* unterminated quote: token at the line's end */
                 /* copy the closing quote with the rest (next round) */
                 *o++ = src[k++];
             }
+            if (cend < end)
+                *o++ = '\r';
         } else if (llen && !(llen == 1 && src[i] == '\r')) {
             size_t ulen = src[end - 1] == '\r' ? llen - 1 : llen;
             memcpy(o, src + i, ulen);

@@ -7,7 +7,10 @@
  * streams overview, and hostile input: bad JSON, non-objects, wrong
  * types, unknown fields, oversized bodies (413, also chunked), wrong
  * Content-Type (415), bad ids, SQL-looking strings, unknown paths and
- * methods. Every answer with a body must be a JSON object, carry
+ * methods. Signed playback: /api/playback (the marks) and /api/sign (a
+ * token whose HMAC is checked here with the key read from
+ * <data_dir>/playback.key), and "signed_playback" in /api/streams.
+ * Every answer with a body must be a JSON object, carry
  * Cache-Control: no-store and no Access-Control-Allow-Origin.
  */
 #include "core/config.h"
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- environment ------------------------------------------------------- */
@@ -35,6 +39,10 @@ static pkg_t *pkg;
 static httpd_t *srv;
 static char token[ST_SECRET_MAX];
 static int64_t token_id;
+/* set by a test before env_up(): cfg.signed_playback, and
+ * cfg.playback_token_param when not empty */
+static bool env_signed_all;
+static char env_token_param[32];
 
 static void rmtree(const char *d)
 {
@@ -48,6 +56,10 @@ static void env_up_ex(bool with_st)
 {
     pd_config_defaults(&cfg);
     pd_log_set_level(PD_LOG_ERROR);
+    cfg.signed_playback = env_signed_all ? 1 : 0;
+    if (env_token_param[0])
+        snprintf(cfg.playback_token_param, sizeof(cfg.playback_token_param),
+                 "%s", env_token_param);
     snprintf(cfg.bind_addr, sizeof(cfg.bind_addr), "127.0.0.1");
     cfg.http_port = 0;
     cfg.http_threads = 1;
@@ -77,6 +89,8 @@ static void env_down(void)
     pkg_destroy(&pkg);
     st_close(&st);
     rmtree(dir);
+    env_signed_all = false;
+    env_token_param[0] = '\0';
 }
 
 /* ---- HTTP client ------------------------------------------------------- */
@@ -762,6 +776,464 @@ START_TEST(keep_alive_requests)
 }
 END_TEST
 
+/* ---- signed playback: /api/playback and /api/sign ----------------------- */
+
+/* The answer's JSON equals the JSON text want (any member order). */
+static void expect_json(long status, const char *want)
+{
+    ck_assert_msg(R.status == status, "status %ld, want %ld: %s", R.status,
+                  status, R.body);
+    json_t *o = answer_json();
+    json_t *w = json_loads(want, 0, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_msg(json_equal(o, w), "got %s, want %s", R.body, want);
+    json_decref(w);
+    json_decref(o);
+}
+
+/* The catalogue's marks, as "live/a,live/b" (sorted). */
+static void marks(char *out, size_t size)
+{
+    char(*v)[256] = NULL;
+    int n = -1;
+    ck_assert_int_eq(st_playback_list(st, &v, &n), 0);
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? "," : "", v[i]);
+    free(v);
+}
+
+/* The signing key from <data_dir>/playback.key; never printed. */
+static size_t playback_key(uint8_t key[PD_TOKEN_KEY_MAX])
+{
+    char path[400], hex[300];
+    snprintf(path, sizeof(path), "%s/playback.key", dir);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(hex, 1, sizeof(hex) - 1, f);
+    fclose(f);
+    ck_assert_uint_eq(n, 65);
+    ck_assert(hex[64] == '\n');
+    hex[64] = '\0';
+    size_t len = 0;
+    ck_assert_int_eq(pd_token_key_from_hex(hex, key, &len), 0);
+    explicit_bzero(hex, sizeof(hex));
+    return len;
+}
+
+/* pd_token_check of tok for path at now with the catalogue's key. */
+static pd_token_why_t check_tok(const char *tok, const char *path, int64_t now)
+{
+    uint8_t key[PD_TOKEN_KEY_MAX];
+    size_t klen = playback_key(key);
+    pd_token_why_t why = PD_TOKEN_MISSING;
+    pd_token_check(key, klen, tok, strlen(tok), path, strlen(path), now, &why);
+    explicit_bzero(key, sizeof(key));
+    return why;
+}
+
+START_TEST(playback_get_needs_auth)
+{
+    env_up();
+    req_full("GET", "/api/playback", NULL, NULL, NULL, NULL, 0, false);
+    expect_error(401);
+    const char *body = "{\"stream\":\"show\",\"signed\":true}";
+    req_full("POST", "/api/playback", NULL, NULL, "application/json", body,
+             strlen(body), false);
+    expect_error(401);
+    req_full("POST", "/api/sign", NULL, NULL, "application/json",
+             "{\"stream\":\"show\"}", 17, false);
+    expect_error(401);
+    ck_assert_ptr_null(strstr(R.body, "hmac"));
+    ck_assert(!st_playback_any(st));
+    req("GET", "/api/playback", NULL);
+    expect_json(200, "{\"signed_all\":false,\"token_param\":\"token\","
+                     "\"signed_streams\":[]}");
+    env_down();
+}
+END_TEST
+
+START_TEST(playback_set_and_list)
+{
+    env_up();
+    char m[512];
+    req("POST", "/api/playback", "{\"stream\":\"show\",\"signed\":true}");
+    expect_json(200, "{\"stream\":\"live/show\",\"signed\":true}");
+    req("GET", "/api/playback", NULL);
+    expect_json(200, "{\"signed_all\":false,\"token_param\":\"token\","
+                     "\"signed_streams\":[\"live/show\"]}");
+    ck_assert(st_playback_signed(st, "live/show"));
+    /* "live/<name>" is accepted as is; the list is sorted; again is fine */
+    req("POST", "/api/playback", "{\"signed\":true,\"stream\":\"live/a-1.b_c\"}");
+    expect_json(200, "{\"stream\":\"live/a-1.b_c\",\"signed\":true}");
+    req("POST", "/api/playback", "{\"stream\":\"show\",\"signed\":true}");
+    expect_json(200, "{\"stream\":\"live/show\",\"signed\":true}");
+    req("GET", "/api/playback", NULL);
+    expect_json(200, "{\"signed_all\":false,\"token_param\":\"token\","
+                     "\"signed_streams\":[\"live/a-1.b_c\",\"live/show\"]}");
+    req("POST", "/api/playback", "{\"stream\":\"show\",\"signed\":false}");
+    expect_json(200, "{\"stream\":\"live/show\",\"signed\":false}");
+    ck_assert(!st_playback_signed(st, "live/show"));
+    marks(m, sizeof(m));
+    ck_assert_str_eq(m, "live/a-1.b_c");
+    /* a 64-byte name is the longest */
+    char body[256], name[80];
+    memset(name, 'n', 64);
+    name[64] = '\0';
+    snprintf(body, sizeof(body), "{\"stream\":\"%s\",\"signed\":true}", name);
+    ck_assert_int_eq(req("POST", "/api/playback", body), 200);
+    env_down();
+}
+END_TEST
+
+START_TEST(playback_set_bad_inputs)
+{
+    env_up();
+    req("POST", "/api/playback", "{\"stream\":\"keep\",\"signed\":true}");
+    expect_json(200, "{\"stream\":\"live/keep\",\"signed\":true}");
+    char over[256];
+    snprintf(over, sizeof(over), "{\"stream\":\"%065d\",\"signed\":true}", 0);
+    const char *bad[] = {
+        "{\"signed\":true}",
+        "{\"stream\":\"show\"}",
+        "{\"stream\":\"show\",\"signed\":\"yes\"}",
+        "{\"stream\":\"show\",\"signed\":1}",
+        "{\"stream\":\"show\",\"signed\":0}",
+        "{\"stream\":\"show\",\"signed\":null}",
+        "{\"stream\":\"show\",\"signed\":[true]}",
+        "{\"stream\":\"show\",\"signed\":true,\"admin\":true}",
+        "{\"stream\":\"show\",\"signed\":true,\"stream\":\"x\"}",
+        "{\"stream\":5,\"signed\":true}",
+        "{\"stream\":null,\"signed\":true}",
+        "{\"stream\":\"\",\"signed\":true}",
+        "{\"stream\":\"live/\",\"signed\":true}",
+        "{\"stream\":\"../x\",\"signed\":true}",
+        "{\"stream\":\".hidden\",\"signed\":true}",
+        "{\"stream\":\"a b\",\"signed\":true}",
+        "{\"stream\":\"a/b\",\"signed\":true}",
+        "{\"stream\":\"x?key=1\",\"signed\":true}",
+        "{\"stream\":\"x\\u0000y\",\"signed\":true}",
+        "{\"stream\":\"live/live/x\",\"signed\":true}",
+        "{\"stream\":\"x';DROP TABLE keys;--\",\"signed\":true}",
+        "{\"stream\":\"keep\\\" OR 1=1 --\",\"signed\":false}",
+        over,
+        "[{\"stream\":\"show\",\"signed\":true}]",
+        "\"show\"",
+        "null",
+        "",
+        "{",
+        "{\"stream\":\"show\",\"signed\":true",
+        "{\"stream\":\"show\",\"signed\":tru}",
+        "{\"stream\":\"keep\",\"signed\":false} trailing",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        req("POST", "/api/playback", bad[i]);
+        ck_assert_msg(R.status == 400, "case %zu: status %ld", i, R.status);
+        expect_error(400);
+    }
+    /* Content-Type */
+    const char *body = "{\"stream\":\"keep\",\"signed\":false}";
+    const char *ctypes[] = {NULL, "text/plain", "application/jsonp",
+                            "application/x-www-form-urlencoded"};
+    for (size_t i = 0; i < sizeof(ctypes) / sizeof(ctypes[0]); i++) {
+        req_full("POST", "/api/playback", token, NULL, ctypes[i], body,
+                 strlen(body), false);
+        expect_error(415);
+    }
+    /* methods and paths */
+    char v[64];
+    req("PUT", "/api/playback", body);
+    expect_error(405);
+    ck_assert_ptr_nonnull(hdr("Allow", v, sizeof(v)));
+    ck_assert_str_eq(v, "GET, POST");
+    req("DELETE", "/api/playback", NULL);
+    expect_error(405);
+    req("GET", "/api/playback/live/keep", NULL);
+    expect_error(404);
+    req("DELETE", "/api/playback/1", NULL);
+    expect_error(404);
+    /* nothing changed */
+    char m[512];
+    marks(m, sizeof(m));
+    ck_assert_str_eq(m, "live/keep");
+    ck_assert(!st_playback_signed(st, "live/show"));
+    env_down();
+}
+END_TEST
+
+START_TEST(sign_methods_and_paths)
+{
+    env_up();
+    char v[64];
+    const char *methods[] = {"GET", "PUT", "DELETE", "PATCH"};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        req(methods[i], "/api/sign", NULL);
+        ck_assert_msg(R.status == 405, "%s: %ld", methods[i], R.status);
+        expect_error(405);
+        ck_assert_ptr_nonnull(hdr("Allow", v, sizeof(v)));
+        ck_assert_str_eq(v, "POST");
+    }
+    req("POST", "/api/sign/live/show", "{\"stream\":\"show\"}");
+    expect_error(404);
+    req("POST", "/api/sign/", "{\"stream\":\"show\"}");
+    expect_error(404);
+    req_full("POST", "/api/sign", token, NULL, "text/plain",
+             "{\"stream\":\"show\"}", 17, false);
+    expect_error(415);
+    env_down();
+}
+END_TEST
+
+START_TEST(sign_stream)
+{
+    env_up();
+    int64_t t0 = (int64_t)time(NULL);
+    ck_assert_int_eq(
+        req("POST", "/api/sign", "{\"stream\":\"show\",\"ttl_s\":60}"), 200);
+    int64_t t1 = (int64_t)time(NULL);
+    json_t *o = answer_json();
+    const char *tok = json_string_value(json_object_get(o, "token"));
+    ck_assert_ptr_nonnull(tok);
+    ck_assert(pd_token_chars_ok(tok, strlen(tok)));
+    ck_assert_str_eq(json_string_value(json_object_get(o, "param")), "token");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "acl")),
+                     "/live/show/*");
+    const char *exp_s = json_string_value(json_object_get(o, "expires"));
+    ck_assert_ptr_nonnull(exp_s);
+    ck_assert_uint_eq(strlen(exp_s), 20); /* 2024-05-01T12:00:00Z */
+    ck_assert(exp_s[10] == 'T' && exp_s[19] == 'Z');
+    char want_url[2048];
+    snprintf(want_url, sizeof(want_url), "/live/show/index.m3u8?token=%s", tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "url")), want_url);
+    ck_assert_int_eq(json_object_size(o), 5);
+    /* the token is valid for the stream's objects, for 60 s */
+    ck_assert_int_eq(check_tok(tok, "/live/show/source/1.m4s", t1),
+                     PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/live/show/index.m3u8", t0),
+                     PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/live/show/index.m3u8", t0 + 59),
+                     PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/live/show/index.m3u8", t1 + 60),
+                     PD_TOKEN_EXPIRED);
+    ck_assert_int_eq(check_tok(tok, "/live/other/index.m3u8", t1),
+                     PD_TOKEN_WRONG_PATH);
+    ck_assert_int_eq(check_tok(tok, "/live/showx/index.m3u8", t1),
+                     PD_TOKEN_WRONG_PATH);
+    ck_assert_int_eq(check_tok(tok, "/vod/1/index.m3u8", t1),
+                     PD_TOKEN_WRONG_PATH);
+    /* and the catalogue accepts it for a protected stream */
+    ck_assert_int_eq(st_playback_set(st, "live/show", true), 0);
+    ck_assert_int_eq(st_playback_check(st, "live/show",
+                                       "/live/show/video/3.2.m4s", tok, NULL),
+                     0);
+    json_decref(o);
+    /* "live/<name>", the default ttl (3600 s) */
+    t0 = (int64_t)time(NULL);
+    ck_assert_int_eq(req("POST", "/api/sign", "{\"stream\":\"live/show\"}"),
+                     200);
+    t1 = (int64_t)time(NULL);
+    o = answer_json();
+    tok = json_string_value(json_object_get(o, "token"));
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "acl")),
+                     "/live/show/*");
+    ck_assert_int_eq(check_tok(tok, "/live/show/a", t0 + 3599), PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/live/show/a", t1 + 3600),
+                     PD_TOKEN_EXPIRED);
+    json_decref(o);
+    /* the bounds of ttl_s */
+    ck_assert_int_eq(req("POST", "/api/sign", "{\"stream\":\"show\",\"ttl_s\":1}"),
+                     200);
+    ck_assert_int_eq(
+        req("POST", "/api/sign", "{\"stream\":\"show\",\"ttl_s\":315360000}"),
+        200);
+    env_down();
+}
+END_TEST
+
+START_TEST(sign_recording_and_acl)
+{
+    env_up();
+    int64_t t1;
+    ck_assert_int_eq(req("POST", "/api/sign", "{\"recording\":5}"), 200);
+    t1 = (int64_t)time(NULL);
+    json_t *o = answer_json();
+    const char *tok = json_string_value(json_object_get(o, "token"));
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "acl")), "/vod/5/*");
+    char want_url[2048];
+    snprintf(want_url, sizeof(want_url), "/vod/5/index.m3u8?token=%s", tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "url")), want_url);
+    ck_assert_int_eq(check_tok(tok, "/vod/5/video/1.m4s", t1), PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/vod/50/index.m3u8", t1),
+                     PD_TOKEN_WRONG_PATH);
+    ck_assert_int_eq(check_tok(tok, "/live/5/index.m3u8", t1),
+                     PD_TOKEN_WRONG_PATH);
+    json_decref(o);
+    ck_assert_int_eq(
+        req("POST", "/api/sign", "{\"recording\":9223372036854775807}"), 200);
+    o = answer_json();
+    ck_assert_str_eq(json_string_value(json_object_get(o, "acl")),
+                     "/vod/9223372036854775807/*");
+    json_decref(o);
+    /* patterns as given; no url then */
+    ck_assert_int_eq(
+        req("POST", "/api/sign", "{\"acl\":\"/a/*!/b/*\",\"ttl_s\":120}"), 200);
+    t1 = (int64_t)time(NULL);
+    o = answer_json();
+    tok = json_string_value(json_object_get(o, "token"));
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "acl")), "/a/*!/b/*");
+    ck_assert_ptr_null(json_object_get(o, "url"));
+    ck_assert_int_eq(check_tok(tok, "/a/x", t1), PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/b/y/z", t1), PD_TOKEN_OK);
+    ck_assert_int_eq(check_tok(tok, "/c/z", t1), PD_TOKEN_WRONG_PATH);
+    json_decref(o);
+    env_down();
+}
+END_TEST
+
+START_TEST(sign_bad_inputs)
+{
+    env_up();
+    char longacl[PD_TOKEN_MAX + 64], body[PD_TOKEN_MAX + 128];
+    longacl[0] = '/';
+    memset(longacl + 1, 'a', PD_TOKEN_MAX + 10);
+    longacl[PD_TOKEN_MAX + 11] = '\0';
+    snprintf(body, sizeof(body), "{\"acl\":\"%s\"}", longacl);
+    /* just short enough for the API, too long for a token */
+    char acl2[PD_TOKEN_MAX + 64], body2[PD_TOKEN_MAX + 128];
+    acl2[0] = '/';
+    memset(acl2 + 1, 'a', PD_TOKEN_MAX - 2);
+    acl2[PD_TOKEN_MAX - 1] = '\0';
+    snprintf(body2, sizeof(body2), "{\"acl\":\"%s\"}", acl2);
+    const char *bad[] = {
+        "{}",
+        "{\"ttl_s\":60}",
+        "{\"stream\":\"show\",\"recording\":5}",
+        "{\"stream\":\"show\",\"acl\":\"/a/*\"}",
+        "{\"recording\":5,\"acl\":\"/a/*\"}",
+        "{\"stream\":\"show\",\"recording\":5,\"acl\":\"/a/*\"}",
+        "{\"stream\":\"show\",\"ttl_s\":0}",
+        "{\"stream\":\"show\",\"ttl_s\":-1}",
+        "{\"stream\":\"show\",\"ttl_s\":315360001}",
+        "{\"stream\":\"show\",\"ttl_s\":9223372036854775807}",
+        "{\"stream\":\"show\",\"ttl_s\":\"60\"}",
+        "{\"stream\":\"show\",\"ttl_s\":1.5}",
+        "{\"stream\":\"show\",\"ttl_s\":60.0}",
+        "{\"stream\":\"show\",\"ttl_s\":true}",
+        "{\"stream\":\"show\",\"ttl_s\":null}",
+        "{\"recording\":0}",
+        "{\"recording\":-3}",
+        "{\"recording\":\"5\"}",
+        "{\"recording\":1.5}",
+        "{\"recording\":null}",
+        "{\"recording\":true}",
+        "{\"recording\":99999999999999999999}",
+        "{\"stream\":5}",
+        "{\"stream\":null}",
+        "{\"stream\":\"\"}",
+        "{\"stream\":\"../x\"}",
+        "{\"stream\":\"a b\"}",
+        "{\"stream\":\"a/b\"}",
+        "{\"stream\":\"x';DROP TABLE keys;--\"}",
+        "{\"acl\":5}",
+        "{\"acl\":\"\"}",
+        "{\"acl\":\"a/*\"}",
+        "{\"acl\":\"*\"}",
+        "{\"acl\":\"/a~b\"}",
+        "{\"acl\":\"/a/*~id=1\"}",
+        "{\"acl\":\"/a=b\"}",
+        "{\"acl\":\"/a%20b\"}",
+        "{\"acl\":\"/a b\"}",
+        "{\"acl\":\"/a?x\"}",
+        "{\"acl\":\"/a\\\"b\"}",
+        "{\"acl\":\"/a!!/b\"}",
+        "{\"acl\":\"/a!b\"}",
+        "{\"acl\":\"/\\u00e9\"}",
+        body,
+        body2,
+        "{\"stream\":\"show\",\"admin\":true}",
+        "{\"stream\":\"show\",\"stream\":\"x\"}",
+        "[\"show\"]",
+        "null",
+        "",
+        "{\"stream\":\"show\"",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        req("POST", "/api/sign", bad[i]);
+        ck_assert_msg(R.status == 400, "case %zu: status %ld", i, R.status);
+        expect_error(400);
+        ck_assert_msg(strstr(R.body, "hmac") == NULL, "case %zu", i);
+    }
+    env_down();
+}
+END_TEST
+
+START_TEST(streams_show_signed_playback)
+{
+    env_up();
+    pkg_stream_t *a = NULL, *b = NULL;
+    ck_assert_int_eq(pkg_publish(pkg, "live/demo", "127.0.0.1:1", &a), 0);
+    ck_assert_int_eq(pkg_publish(pkg, "live/open", "127.0.0.1:2", &b), 0);
+    req("POST", "/api/playback", "{\"stream\":\"demo\",\"signed\":true}");
+    expect_json(200, "{\"stream\":\"live/demo\",\"signed\":true}");
+    ck_assert_int_eq(req("GET", "/api/streams", NULL), 200);
+    json_t *o = answer_json();
+    json_t *streams = json_object_get(o, "streams");
+    ck_assert_int_eq(json_array_size(streams), 2);
+    int seen = 0;
+    size_t i;
+    json_t *s;
+    json_array_foreach(streams, i, s)
+    {
+        const char *name = json_string_value(json_object_get(s, "name"));
+        json_t *sp = json_object_get(s, "signed_playback");
+        ck_assert_msg(json_is_boolean(sp), "%s", name);
+        if (strcmp(name, "live/demo") == 0) {
+            ck_assert(json_is_true(sp));
+            seen |= 1;
+        } else if (strcmp(name, "live/open") == 0) {
+            ck_assert(json_is_false(sp));
+            seen |= 2;
+        }
+    }
+    ck_assert_int_eq(seen, 3);
+    json_decref(o);
+    /* the public list leaves the protected stream out */
+    ck_assert_int_eq(
+        req_full("GET", "/streams.json", NULL, NULL, NULL, NULL, 0, false),
+        200);
+    ck_assert_ptr_null(strstr(R.body, "live/demo"));
+    ck_assert_ptr_nonnull(strstr(R.body, "live/open"));
+    pkg_unpublish(&a);
+    pkg_unpublish(&b);
+    env_down();
+}
+END_TEST
+
+START_TEST(playback_config_signed_all_and_param)
+{
+    env_signed_all = true;
+    snprintf(env_token_param, sizeof(env_token_param), "hdnts");
+    env_up();
+    req("GET", "/api/playback", NULL);
+    expect_json(200, "{\"signed_all\":true,\"token_param\":\"hdnts\","
+                     "\"signed_streams\":[]}");
+    ck_assert_int_eq(req("POST", "/api/sign", "{\"stream\":\"show\"}"), 200);
+    json_t *o = answer_json();
+    const char *tok = json_string_value(json_object_get(o, "token"));
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "param")), "hdnts");
+    char want_url[2048];
+    snprintf(want_url, sizeof(want_url), "/live/show/index.m3u8?hdnts=%s", tok);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "url")), want_url);
+    json_decref(o);
+    env_down();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("api");
@@ -780,6 +1252,15 @@ static Suite *suite(void)
     tcase_add_test(t, paths_and_methods);
     tcase_add_test(t, no_catalogue_is_404);
     tcase_add_test(t, keep_alive_requests);
+    tcase_add_test(t, playback_get_needs_auth);
+    tcase_add_test(t, playback_set_and_list);
+    tcase_add_test(t, playback_set_bad_inputs);
+    tcase_add_test(t, sign_methods_and_paths);
+    tcase_add_test(t, sign_stream);
+    tcase_add_test(t, sign_recording_and_acl);
+    tcase_add_test(t, sign_bad_inputs);
+    tcase_add_test(t, streams_show_signed_playback);
+    tcase_add_test(t, playback_config_signed_all_and_param);
     suite_add_tcase(s, t);
     return s;
 }
