@@ -304,7 +304,10 @@ int httpd_recordings_json(struct st_s *st, pd_buf_t **out)
     json_t *a = json_array();
     for (int i = 0; a && i < n && json_array_size(a) < HTTPD_RECORDINGS_MAX;
          i++)
-        if (v[i].ended_us > 0 && !st_playback_signed(st, v[i].stream))
+        /* ended, public, and with media (a recording stopped before
+         * its first segment has nothing to play) */
+        if (v[i].ended_us > 0 && v[i].duration_us > 0 &&
+            !st_playback_signed(st, v[i].stream))
             json_array_append_new(a, rec_json(&v[i], false));
     free(v);
     return dump_buf(a, out);

@@ -702,6 +702,7 @@ static int index_file(st_t *st, wrec_t *w, const rec_item_t *it,
 {
     sqlite3_stmt *s = NULL;
     int ok = 1;
+    bool seg_row = strcmp(kind, "segment") == 0;
     pthread_mutex_lock(&st->lock);
     ok = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     if (ok && sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO rec_segments"
@@ -710,7 +711,9 @@ static int index_file(st_t *st, wrec_t *w, const rec_item_t *it,
                                  " init_file, bytes) VALUES"
                                  " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &s,
                                  NULL) == SQLITE_OK) {
-        bool seg = it->kind == IT_SEG;
+        /* an init is stored with its first segment's item: the row
+         * kind, not the item's, says which this is */
+        bool seg = seg_row;
         sqlite3_bind_int64(s, 1, w->id);
         sqlite3_bind_text(s, 2, it->rendition, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(s, 3, msn);
@@ -727,7 +730,7 @@ static int index_file(st_t *st, wrec_t *w, const rec_item_t *it,
     }
     sqlite3_finalize(s);
     s = NULL;
-    if (ok && it->kind == IT_SEG) {
+    if (ok && seg_row) {
         ok = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO"
                                 " rec_renditions (recording_id, rendition,"
                                 " codecs, width, height) VALUES"

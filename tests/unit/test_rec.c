@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "storage/st_int.h"
 #include "storage/storage.h"
+#include "httpd/httpd_int.h"
 
 #include <check.h>
 #include <fcntl.h>
@@ -68,6 +69,21 @@ static st_t *open_ok(void)
     ck_assert_int_eq(st_open(&cfg, NULL, &st), 0);
     ck_assert_ptr_nonnull(st);
     return st;
+}
+
+/* mkdir -p path (0700). */
+static int system_mkdir_p(const char *path)
+{
+    char d[1200];
+    snprintf(d, sizeof(d), "%s", path);
+    for (char *q = d + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        mkdir(d, 0700);
+        *q = '/';
+    }
+    return mkdir(d, 0700);
 }
 
 static int64_t raw_int(const char *sql)
@@ -437,6 +453,42 @@ START_TEST(audio_only_multivariant)
 }
 END_TEST
 
+/* A recording whose first segment cannot be written holds only its init:
+ * it must not claim a rendition (its VOD multivariant lists no variant
+ * that would 404) and the public list leaves it out. */
+START_TEST(init_only_recording_has_no_variant)
+{
+    st_t *st = open_ok();
+    int64_t sid = 0;
+    ck_assert_int_eq(st_session_start(st, "live/i", "p", &sid), 0);
+    st_rec_begin(st, "live/i", sid);
+    /* the first recording of a fresh catalogue is id 1, directory "1":
+     * a directory where the segment's temporary file goes makes its
+     * write fail (EISDIR), after the init was written */
+    char p[1200];
+    snprintf(p, sizeof(p), "%s/recordings/1/source/1.m4s.tmp", cfg.data_dir);
+    ck_assert_int_eq(system_mkdir_p(p), 0);
+    send_init(st, "live/i", "source", 1, 10, 1);
+    send_seg(st, "live/i", "source", 1, 1, 1000000, PDT0, false, 100, 1);
+    wait_errors(st, 1);
+    st_rec_end(st, "live/i");
+    st_rec_t r = find_rec(st, sid, true);
+    ck_assert_int_eq(r.id, 1);
+    ck_assert_int_eq(r.duration_us, 0);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM rec_renditions"), 0);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM rec_segments WHERE "
+                             "kind = 'init' AND duration_us = 0"), 1);
+    pd_buf_t *b = NULL;
+    /* nothing to play: no multivariant (404), not one with a dead link */
+    ck_assert_int_eq(st_vod_playlist(st, r.id, NULL, &b), PD_ENOENT);
+    ck_assert_ptr_null(b);
+    ck_assert_int_eq(httpd_recordings_json(st, &b), 0);
+    ck_assert_int_eq(b->len, 2); /* "[]" */
+    pd_buf_unref(&b);
+    st_close(&st);
+}
+END_TEST
+
 START_TEST(not_recording_ignored)
 {
     st_t *st = open_ok();
@@ -748,6 +800,8 @@ static Suite *rec_suite(void)
     } cases[] = {
         {"session_written_and_indexed", session_written_and_indexed},
         {"audio_only_multivariant", audio_only_multivariant},
+        {"init_only_recording_has_no_variant",
+         init_only_recording_has_no_variant},
         {"not_recording_ignored", not_recording_ignored},
         {"vod_file_validation", vod_file_validation},
         {"tmp_deleted_on_open", tmp_deleted_on_open},
