@@ -1016,7 +1016,8 @@ static int dispatch(struct MHD_Connection *c, pkg_t *pkg, struct st_s *st,
 
 bool httpd_api_path(const char *url)
 {
-    return strncmp(url, "/api", 4) == 0 && (url[4] == 0 || url[4] == '/');
+    return (strncmp(url, "/api", 4) == 0 && (url[4] == 0 || url[4] == '/')) ||
+           strcmp(url, "/metrics") == 0;
 }
 
 int httpd_api_call(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
@@ -1092,6 +1093,13 @@ int httpd_api_call(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
     if (!rq->authorized) {
         PD_LOGD(MOD, "401 %s", method);
         return answer_error(c, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        /* DESIGN's /metrics: the same counters, the same bearer token */
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+            return answer_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                "method not allowed", "GET");
+        return get_metrics(c, pkg, st);
     }
     if (strncmp(url, "/api/", 5) != 0)
         return answer_error(c, MHD_HTTP_NOT_FOUND, "not found", NULL);

@@ -245,7 +245,9 @@ struct MHD_Connection;
 struct st_s;
 typedef struct httpd_api_req_s httpd_api_req_t;
 
-/* True for "/api" and "/api/..." (the decoded path). Borrows url. */
+/* True for "/api", "/api/..." and "/metrics" (the same counters as
+ * /api/metrics, behind the same bearer token) (the decoded path).
+ * Borrows url. */
 bool httpd_api_path(const char *url);
 
 /* One access-handler call of an /api/ request: *state is NULL at the

@@ -1234,6 +1234,62 @@ START_TEST(playback_config_signed_all_and_param)
 }
 END_TEST
 
+/* The counters, at /api/metrics and DESIGN's /metrics: bearer token or
+ * 401; Prometheus text; every sample line "name value" with a HELP and
+ * TYPE line before it. */
+START_TEST(metrics_text)
+{
+    env_up();
+    const char *const paths[] = {"/api/metrics", "/metrics"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(req_full("GET", paths[i], NULL, NULL, NULL, NULL, 0,
+                                  false), 401);
+        ck_assert_ptr_null(strstr(R.body, "podium_"));
+        ck_assert_int_eq(req_full("GET", paths[i], "pt_wrong", NULL, NULL,
+                                  NULL, 0, false), 401);
+        ck_assert_int_eq(req("GET", paths[i], NULL), 200);
+        char v[256];
+        ck_assert_ptr_nonnull(hdr("Content-Type", v, sizeof(v)));
+        ck_assert_str_eq(v, "text/plain; version=0.0.4; charset=utf-8");
+        ck_assert_ptr_nonnull(hdr("Cache-Control", v, sizeof(v)));
+        ck_assert_str_eq(v, "no-store");
+        const char *const names[] = {
+            "podium_streams", "podium_waiters",
+            "podium_parts_published_total",
+            "podium_recorder_items_written_total",
+            "podium_recorder_bytes_written_total",
+            "podium_recorder_items_dropped_total",
+            "podium_recorder_write_errors_total",
+            "podium_recorder_disk_full_total", "podium_webhooks_sent_total",
+            "podium_webhooks_failed_total", "podium_webhooks_dropped_total",
+            "podium_webhooks_queued"};
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+            char want[128];
+            snprintf(want, sizeof(want), "\n%s ", names[k]);
+            const char *at = strstr(R.body, want);
+            ck_assert_msg(at, "%s: no sample %s in:\n%s", paths[i], names[k],
+                          R.body);
+            snprintf(want, sizeof(want), "# TYPE %s ", names[k]);
+            ck_assert_msg(strstr(R.body, want), "no TYPE for %s", names[k]);
+            snprintf(want, sizeof(want), "# HELP %s ", names[k]);
+            ck_assert_msg(strstr(R.body, want), "no HELP for %s", names[k]);
+            /* the value: a non-negative integer, then the line's end */
+            const char *val = at + 1 + strlen(names[k]) + 1;
+            char *end = NULL;
+            long long x = strtoll(val, &end, 10);
+            ck_assert_msg(end != val && *end == '\n' && x >= 0,
+                          "%s: bad value", names[k]);
+        }
+        ck_assert_ptr_nonnull(
+            strstr(R.body, "\npodium_recorder_disk_full_total 0\n"));
+        ck_assert_int_eq(req("POST", paths[i], "{}"), 405);
+    }
+    ck_assert_int_eq(req("GET", "/metrics/x", NULL), 404);
+    ck_assert_int_eq(req("GET", "/api/metrics/x", NULL), 404);
+    env_down();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("api");
@@ -1261,6 +1317,7 @@ static Suite *suite(void)
     tcase_add_test(t, sign_bad_inputs);
     tcase_add_test(t, streams_show_signed_playback);
     tcase_add_test(t, playback_config_signed_all_and_param);
+    tcase_add_test(t, metrics_text);
     suite_add_tcase(s, t);
     return s;
 }
