@@ -263,8 +263,8 @@ static int playback_cli(const pd_config_t *cfg, int argc, char **argv)
         else if (rc)
             status = fail("playback", "cannot store the setting", rc);
         else
-            printf("%s: playback %s\n(a running podium applies this at its "
-                   "next start; POST /api/playback applies it at once)\n",
+            printf("%s: playback %s\n(a running podium applies this within "
+                   "5 s; POST /api/playback applies it at once)\n",
                    stream, protect ? "needs a signed URL" : "is public");
     } else if (list) {
         char(*v)[256] = NULL;

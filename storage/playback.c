@@ -11,9 +11,10 @@
  * The marks (stream_settings.signed_playback) are loaded at open and
  * mirrored in a sorted array under st->plock, updated together with the
  * row, so HTTP threads decide without the database. Invariant: the array
- * holds exactly the rows with signed_playback = 1 written through this
- * handle (another process's later changes, e.g. the CLI while the server
- * runs, reach the server at its next start: the API changes both).
+ * holds exactly the rows with signed_playback = 1 as of the last change
+ * through this handle or the last reload; the recorder's thread reloads
+ * every ST_PLAYBACK_RELOAD_US, so another process's change (the CLI while
+ * the server runs) applies within that time (the API applies at once).
  */
 #include "st_int.h"
 
@@ -127,20 +128,22 @@ static int load_key(st_t *st)
     return rc;
 }
 
-int st_playback_open(st_t *st)
+static void free_marks(char **v, int n)
 {
-    if (pthread_mutex_init(&st->plock, NULL) != 0)
-        return PD_ENOMEM;
-    st->pkeylen = 0;
-    st->psigned = NULL;
-    st->npsigned = 0;
-    int rc = load_key(st);
-    if (rc) {
-        pthread_mutex_destroy(&st->plock);
-        return rc;
-    }
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The marked streams, sorted, as a new array (*out, *n; NULL when none).
+ * st->lock held. */
+static int load_marks_locked(st_t *st, char ***out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    char **v = NULL;
+    int count = 0, rc = 0;
     sqlite3_stmt *q = NULL;
-    pthread_mutex_lock(&st->lock);
     if (sqlite3_prepare_v2(st->db,
                            "SELECT stream FROM stream_settings WHERE "
                            "signed_playback = 1 ORDER BY stream",
@@ -155,28 +158,81 @@ int st_playback_open(st_t *st)
             break;
         }
         const char *name = (const char *)sqlite3_column_text(q, 0);
-        char **grown = realloc(st->psigned, sizeof(char *) *
-                                                (size_t)(st->npsigned + 1));
+        char **grown = realloc(v, sizeof(char *) * (size_t)(count + 1));
         char *copy = name ? strdup(name) : NULL;
+        if (grown)
+            v = grown;
         if (!grown || !copy) {
             free(copy);
-            if (grown)
-                st->psigned = grown;
             rc = PD_ENOMEM;
             break;
         }
-        st->psigned = grown;
-        st->psigned[st->npsigned++] = copy;
+        v[count++] = copy;
     }
     sqlite3_finalize(q);
+    if (rc) {
+        free_marks(v, count);
+        return rc;
+    }
+    if (count > 1) /* SQL's order is the same, but strcmp is the rule */
+        qsort(v, (size_t)count, sizeof(char *), cmp_names);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+int st_playback_reload(st_t *st)
+{
+    char **v = NULL;
+    int n = 0;
+    pthread_mutex_lock(&st->lock); /* serialises with st_playback_set */
+    int rc = load_marks_locked(st, &v, &n);
+    if (!rc) {
+        pthread_mutex_lock(&st->plock);
+        bool same = n == st->npsigned;
+        for (int i = 0; same && i < n; i++)
+            same = strcmp(v[i], st->psigned[i]) == 0;
+        if (!same) {
+            char **old = st->psigned;
+            int oldn = st->npsigned;
+            st->psigned = v;
+            st->npsigned = n;
+            v = old;
+            n = oldn;
+            PD_LOGI(ST_MOD, "playback settings changed in the catalogue: %d "
+                    "stream(s) need a signed URL", st->npsigned);
+        }
+        pthread_mutex_unlock(&st->plock);
+    }
+    pthread_mutex_unlock(&st->lock);
+    free_marks(v, n);
+    return rc;
+}
+
+int st_playback_open(st_t *st)
+{
+    if (pthread_mutex_init(&st->plock, NULL) != 0)
+        return PD_ENOMEM;
+    st->pkeylen = 0;
+    st->psigned = NULL;
+    st->npsigned = 0;
+    int rc = load_key(st);
+    if (rc) {
+        pthread_mutex_destroy(&st->plock);
+        return rc;
+    }
+    char **v = NULL;
+    int n = 0;
+    pthread_mutex_lock(&st->lock);
+    rc = load_marks_locked(st, &v, &n);
     pthread_mutex_unlock(&st->lock);
     if (rc) {
         PD_LOGE(ST_MOD, "%s: cannot load the stream settings", st->path);
         st_playback_close(st);
         return rc;
     }
-    if (st->npsigned > 1) /* psigned is NULL without marks */
-        qsort(st->psigned, (size_t)st->npsigned, sizeof(char *), cmp_names);
+    st->psigned = v;
+    st->npsigned = n;
     if (st->cfg->signed_playback)
         PD_LOGI(ST_MOD, "playback of every stream needs a signed URL");
     else if (st->npsigned)
@@ -187,9 +243,7 @@ int st_playback_open(st_t *st)
 
 void st_playback_close(st_t *st)
 {
-    for (int i = 0; i < st->npsigned; i++)
-        free(st->psigned[i]);
-    free(st->psigned);
+    free_marks(st->psigned, st->npsigned);
     st->psigned = NULL;
     st->npsigned = 0;
     OPENSSL_cleanse(st->pkey, sizeof(st->pkey));

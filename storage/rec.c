@@ -929,6 +929,7 @@ static void *writer_main(void *arg)
     st_t *st = arg;
     struct st_recorder_s *r = st->rec;
     int64_t next_retain = pd_mono_us() + REC_RETAIN_US;
+    int64_t next_marks = pd_mono_us() + ST_PLAYBACK_RELOAD_US;
     int64_t deadline = 0; /* drain deadline once stopping */
     pthread_mutex_lock(&r->lock);
     for (;;) {
@@ -951,6 +952,15 @@ static void *writer_main(void *arg)
         if (r->stop)
             break;
         int64_t now = pd_mono_us();
+        if (now >= next_marks) {
+            /* not the recorder's business, but its idle thread: another
+             * process's playback settings (the CLI) apply within 5 s */
+            pthread_mutex_unlock(&r->lock);
+            st_playback_reload(st);
+            pthread_mutex_lock(&r->lock);
+            next_marks = pd_mono_us() + ST_PLAYBACK_RELOAD_US;
+            continue;
+        }
         if (now >= next_retain) {
             pthread_mutex_unlock(&r->lock);
             retention(st, r->root);

@@ -158,6 +158,10 @@ void st_rec_stop(st_t *st);
  * made if missing) and the signed streams at open; frees at close. */
 int st_playback_open(st_t *st);
 void st_playback_close(st_t *st);
+/* Reads the marks again (another process may have changed them) and
+ * swaps them in if they differ. Any thread but an HTTP one (it queries). */
+#define ST_PLAYBACK_RELOAD_US (5 * 1000000LL)
+int st_playback_reload(st_t *st);
 
 /* db.c: mkdir -p of the directory part of path (0700 for what it
  * creates). Returns 0, PD_EINVAL (too long) or PD_EIO. */

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/token.h"
 #include "httpd/httpd_int.h"
+#include "storage/st_int.h"
 #include "storage/storage.h"
 #include "tests/lib/testlib.h"
 
@@ -1957,6 +1958,34 @@ START_TEST(st_playback_marks_persist)
 }
 END_TEST
 
+/* Another process (the CLI) changes the marks while the server runs: the
+ * server's handle sees them after a reload (its recorder thread reloads
+ * every ST_PLAYBACK_RELOAD_US), not before, and never half. */
+START_TEST(st_playback_marks_reloaded)
+{
+    st_t *a = st_up();
+    st_t *b = st_up(); /* a second handle on the same catalogue */
+    ck_assert_int_eq(st_playback_set(b, "live/late", true), 0);
+    ck_assert(st_playback_signed(b, "live/late"));
+    ck_assert_int_eq(st_playback_reload(a), 0);
+    ck_assert(st_playback_signed(a, "live/late"));
+    ck_assert_int_eq(st_playback_set(b, "live/late", false), 0);
+    ck_assert_int_eq(st_playback_set(b, "live/other", true), 0);
+    ck_assert(st_playback_signed(a, "live/late")); /* not reloaded yet */
+    ck_assert_int_eq(st_playback_reload(a), 0);
+    ck_assert(!st_playback_signed(a, "live/late"));
+    ck_assert(st_playback_signed(a, "live/other"));
+    char l[2048];
+    list_str(a, l, sizeof(l));
+    ck_assert_str_eq(l, "live/other");
+    ck_assert_int_eq(st_playback_reload(a), 0); /* unchanged: harmless */
+    list_str(a, l, sizeof(l));
+    ck_assert_str_eq(l, "live/other");
+    st_close(&b);
+    st_close(&a);
+}
+END_TEST
+
 START_TEST(st_playback_hostile_names)
 {
     st_t *st = st_up();
@@ -2227,6 +2256,7 @@ static Suite *token_suite(void)
         {"st_corrupt_key_file_refused", st_corrupt_key_file_refused, true},
         {"st_playback_marks", st_playback_marks, true},
         {"st_playback_marks_persist", st_playback_marks_persist, true},
+        {"st_playback_marks_reloaded", st_playback_marks_reloaded, true},
         {"st_playback_hostile_names", st_playback_hostile_names, true},
         {"st_signed_all_config", st_signed_all_config, true},
         {"st_playback_check_cases", st_playback_check_cases, true},
