@@ -263,6 +263,22 @@ int pd_token_make(const uint8_t *key, size_t keylen, int64_t start_s,
     return PD_OK;
 }
 
+int pd_token_expiry(const char *token, size_t tlen, int64_t *exp)
+{
+    if (!token || !exp)
+        return PD_EINVAL;
+    size_t pos = 0;
+    while (pos < tlen) {
+        size_t end = pos;
+        while (end < tlen && token[end] != '~')
+            end++;
+        if (end - pos > 4 && memcmp(token + pos, "exp=", 4) == 0)
+            return parse_time(token + pos + 4, end - pos - 4, exp);
+        pos = end + 1;
+    }
+    return PD_EINVAL;
+}
+
 static int fail(pd_token_why_t *why, pd_token_why_t w)
 {
     if (why)

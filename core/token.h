@@ -77,6 +77,10 @@ int pd_token_check(const uint8_t *key, size_t keylen, const char *token,
                    size_t tlen, const char *path, size_t plen, int64_t now_s,
                    pd_token_why_t *why);
 
+/* The exp field of token[0..tlen) (unix seconds) into *exp. For a token
+ * that passed pd_token_check(); returns 0 or PD_EINVAL. Borrows token. */
+int pd_token_expiry(const char *token, size_t tlen, int64_t *exp);
+
 /* True if the '*'-pattern pat[0..patlen) matches all of s[0..len). */
 bool pd_token_glob(const char *pat, size_t patlen, const char *s, size_t len);
 

@@ -129,6 +129,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MOD "http"
@@ -155,6 +156,7 @@
 /* Playlists with a playback token kept (one per source playlist and
  * token; a live stream's few playlists times the tokens in use). */
 #define HTTPD_TOK_CACHE_ENTRIES 256
+#define HTTPD_TOK_CACHE_BYTES (32u << 20)
 /* max-age (s) of the playlists of a recording still being written. */
 #define HTTPD_VOD_PLAYLIST_S 60
 
@@ -192,6 +194,7 @@ typedef struct httpd_req_s {
     atomic_bool resumed; /* counted in h->resumed (until on_completed) */
     char token[PD_TOKEN_MAX + 1]; /* the valid playback token of a
                                      protected stream's request, else "" */
+    int64_t token_exp;            /* its expiry (unix s), 0 without */
 } httpd_req_t;
 
 /* ---- small helpers --------------------------------------------------- */
@@ -383,15 +386,21 @@ static enum MHD_Result reply_403(struct MHD_Connection *c)
     return queue(c, MHD_HTTP_FORBIDDEN, r);
 }
 
-/* The playback decision for a request of url belonging to stream. Returns
- * true if it may go on, with token (size PD_TOKEN_MAX + 1) holding the
- * valid token of a protected stream ("" otherwise). The token is never
- * logged. */
+/* The playback decision for a request of url belonging to stream (NULL:
+ * unknown, checked as protected). Returns true if it may go on, with
+ * token (size PD_TOKEN_MAX + 1) holding the valid token of a protected
+ * stream ("" otherwise) and *exp its expiry (unix s; 0 without a token).
+ * Without a catalogue only signed_playback = 0 lets anything through.
+ * The token is never logged. */
 static bool playback_ok(httpd_t *h, struct MHD_Connection *c,
-                        const char *stream, const char *url, char *token)
+                        const char *stream, const char *url, char *token,
+                        int64_t *exp)
 {
     token[0] = '\0';
-    if (!h->st || !st_playback_signed(h->st, stream))
+    *exp = 0;
+    if (!h->st)
+        return !h->cfg->signed_playback; /* fail closed */
+    if (stream && !st_playback_signed(h->st, stream))
         return true;
     const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
                                                 h->cfg->playback_token_param);
@@ -402,19 +411,51 @@ static bool playback_ok(httpd_t *h, struct MHD_Connection *c,
                 sanitize(url, path, sizeof(path)));
         return false;
     }
-    snprintf(token, PD_TOKEN_MAX + 1, "%s", t); /* checked: <= MAX */
+    if (t && why == PD_TOKEN_OK && (!stream || st_playback_signed(h->st,
+                                                                  stream))) {
+        snprintf(token, PD_TOKEN_MAX + 1, "%s", t); /* checked: <= MAX */
+        if (pd_token_expiry(token, strlen(token), exp))
+            *exp = 0;
+    }
     return true;
 }
 
+/* Cache-Control of a 200: "public, max-age=<max_age>[, immutable]", the
+ * age capped at the token's remaining life (exp, unix s; 0: no token) so
+ * no cache keeps serving a URL past its token's expiry; "private,
+ * no-store" once that is under a second. */
+static void cache_control(char *buf, size_t size, int max_age, bool immutable,
+                          int64_t exp)
+{
+    if (exp > 0) {
+        int64_t left = exp - (int64_t)time(NULL);
+        if (left < 1) {
+            snprintf(buf, size, "private, no-store");
+            return;
+        }
+        if (left < max_age)
+            max_age = (int)left;
+    }
+    snprintf(buf, size, "public, max-age=%d%s", max_age,
+             immutable ? ", immutable" : "");
+}
+
 /* b (consumed) with the request's token in its URIs, if it has one. NULL
- * on failure (logged). */
-static pd_buf_t *with_token(httpd_t *h, pd_buf_t *b, const char *token)
+ * on failure (logged). cached: b is a rendered playlist that other
+ * requests get too (live); VOD playlists are rendered per request, so
+ * caching their copies would only pin memory. */
+static pd_buf_t *with_token(httpd_t *h, pd_buf_t *b, const char *token,
+                            bool cached)
 {
     if (!token[0] || !b)
         return b;
     pd_buf_t *t = NULL;
-    int rc = httpd_tokcache_get(h->tok, b, h->cfg->playback_token_param,
-                                token, &t);
+    int rc = cached ? httpd_tokcache_get(h->tok, b,
+                                         h->cfg->playback_token_param, token,
+                                         &t)
+                    : httpd_playlist_add_token(b->data, b->len,
+                                               h->cfg->playback_token_param,
+                                               token, &t);
     pd_buf_unref(&b);
     if (rc)
         PD_LOGW(MOD, "cannot add the playback token to a playlist: %s",
@@ -502,7 +543,7 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
     char path[128], rend[HTTPD_NAME_MAX + 1], file[HTTPD_NAME_MAX + 1];
     char cache[64];
     char token[PD_TOKEN_MAX + 1] = "";
-    int64_t id = 0;
+    int64_t id = 0, exp = 0;
     if (!h->st ||
         vod_parse(url + 5, &id, rend, sizeof(rend), file, sizeof(file))) {
         PD_LOGD(MOD, "404 no recording route: %s",
@@ -514,6 +555,12 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
     int64_t ended_us = 0;
     int src = st_rec_stream(h->st, id, stream, sizeof(stream), &ended_us);
     if (src == PD_ENOENT) {
+        /* with protection in use, an unknown id answers like a protected
+         * one to a request without a valid token: ids of protected
+         * recordings cannot be enumerated by 403 versus 404 */
+        if (st_playback_any(h->st) &&
+            !playback_ok(h, c, NULL, url, token, &exp))
+            return reply_403(c);
         PD_LOGD(MOD, "404 recording %lld", (long long)id);
         return reply_404(h, c);
     }
@@ -521,7 +568,7 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
         PD_LOGW(MOD, "recording %lld: %s", (long long)id, pd_strerror(src));
         return reply_503(h, c, true);
     }
-    if (!playback_ok(h, c, stream, url, token))
+    if (!playback_ok(h, c, stream, url, token, &exp))
         return reply_403(c);
     if (strcmp(file, "index.m3u8") == 0) {
         pd_buf_t *b = NULL;
@@ -539,9 +586,10 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
         /* A media playlist holds ENDLIST once the recording ended; the
          * multivariant never does, the catalogue says. */
         bool ended = rend[0] ? buf_has(b, "#EXT-X-ENDLIST") : ended_us > 0;
-        snprintf(cache, sizeof(cache), "public, max-age=%d",
-                 ended ? h->cfg->cache_media_s : HTTPD_VOD_PLAYLIST_S);
-        b = with_token(h, b, token);
+        cache_control(cache, sizeof(cache),
+                      ended ? h->cfg->cache_media_s : HTTPD_VOD_PLAYLIST_S,
+                      false, exp);
+        b = with_token(h, b, token, false);
         if (!b)
             return reply_503(h, c, true);
         return reply_playlist(h, c, b, "application/vnd.apple.mpegurl", cache);
@@ -575,8 +623,7 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
         close(fd);
         return MHD_NO;
     }
-    snprintf(cache, sizeof(cache), "public, max-age=%d, immutable",
-             h->cfg->cache_media_s);
+    cache_control(cache, sizeof(cache), h->cfg->cache_media_s, true, exp);
     MHD_add_response_header(r, "Content-Type", "video/mp4");
     add_common_headers(r, cache);
     return queue(c, MHD_HTTP_OK, r);
@@ -634,18 +681,20 @@ static enum MHD_Result reply_answer(httpd_t *h, httpd_req_t *req,
     case PKG_OBJ_INIT:
     case PKG_OBJ_SEGMENT:
     case PKG_OBJ_PART:
-        snprintf(cache, sizeof(cache), "public, max-age=%d, immutable",
-                 h->cfg->cache_media_s);
+        cache_control(cache, sizeof(cache), h->cfg->cache_media_s, true,
+                      req->token_exp);
         break;
     case PKG_OBJ_MULTIVARIANT:
-        snprintf(
-            cache, sizeof(cache), "public, max-age=%d",
-            httpd_playlist_max_age(ans->target_duration_s, false, ans->ended));
+        cache_control(
+            cache, sizeof(cache),
+            httpd_playlist_max_age(ans->target_duration_s, false, ans->ended),
+            false, req->token_exp);
         break;
     default:
-        snprintf(cache, sizeof(cache), "public, max-age=%d",
-                 httpd_playlist_max_age(ans->target_duration_s, ans->blocked,
-                                        ans->ended));
+        cache_control(cache, sizeof(cache),
+                      httpd_playlist_max_age(ans->target_duration_s,
+                                             ans->blocked, ans->ended),
+                      false, req->token_exp);
         break;
     }
     pd_buf_t *b = ans->body;
@@ -653,7 +702,7 @@ static enum MHD_Result reply_answer(httpd_t *h, httpd_req_t *req,
     const char *ctype =
         ans->content_type ? ans->content_type : "application/octet-stream";
     if (req->q.obj == PKG_OBJ_MULTIVARIANT || req->q.obj == PKG_OBJ_PLAYLIST) {
-        b = with_token(h, b, req->token);
+        b = with_token(h, b, req->token, true);
         if (!b)
             return reply_503(h, c, false);
         return reply_playlist(h, c, b, ctype, cache);
@@ -846,7 +895,8 @@ static enum MHD_Result first_call(httpd_t *h, struct MHD_Connection *c,
     atomic_init(&req->why, PKG_WAKE_READY);
     atomic_init(&req->resumed, false);
     *req_cls = req; /* freed by on_completed() whatever happens next */
-    if (!playback_ok(h, c, req->route.stream, url, req->token))
+    if (!playback_ok(h, c, req->route.stream, url, req->token,
+                     &req->token_exp))
         return reply_403(c);
 
     if (req->q.obj == PKG_OBJ_PLAYLIST) {
@@ -1038,7 +1088,8 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
     atomic_init(&h->running, false);
     if (httpd_gzcache_create(HTTPD_GZ_CACHE_ENTRIES, HTTPD_GZ_CACHE_BYTES,
                              &h->gz) ||
-        httpd_tokcache_create(HTTPD_TOK_CACHE_ENTRIES, &h->tok)) {
+        httpd_tokcache_create(HTTPD_TOK_CACHE_ENTRIES, HTTPD_TOK_CACHE_BYTES,
+                              &h->tok)) {
         httpd_gzcache_destroy(&h->gz);
         httpd_tokcache_destroy(&h->tok);
         freeaddrinfo(ai);

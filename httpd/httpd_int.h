@@ -217,7 +217,8 @@ void httpd_gzcache_stats(httpd_gzcache_t *c, httpd_gzcache_stats_t *st);
  * they get list every URI with that token added. */
 
 /* A copy of the playlist src[0..len) with "<param>=<token>" added to the
- * query of every URI line and every URI="..." attribute ('?' or '&' as
+ * query of every URI line and every URI="..." attribute (named exactly
+ * URI: after the tag's ':' or a ',') ('?' or '&' as
  * the URI already has a query). token must pass pd_token_chars_ok (so
  * nothing needs escaping); param is a plain name. Returns 0 with *out a
  * new buffer, PD_EINVAL, PD_ELIMIT or PD_ENOMEM. Pure; borrows
@@ -225,10 +226,13 @@ void httpd_gzcache_stats(httpd_gzcache_t *c, httpd_gzcache_stats_t *st);
 int httpd_playlist_add_token(const uint8_t *src, size_t len, const char *param,
                              const char *token, pd_buf_t **out);
 
-/* A bounded (capacity entries, least recently used goes) cache of those
- * copies by (source buffer, param, token). Thread-safe. */
+/* A bounded cache of those copies by (source buffer, param, token): at
+ * most capacity entries and max_bytes of sources plus copies kept alive
+ * (least recently used go first; a copy that alone exceeds max_bytes is
+ * answered but not kept). Thread-safe. */
 typedef struct httpd_tokcache_s httpd_tokcache_t;
-int httpd_tokcache_create(size_t capacity, httpd_tokcache_t **out);
+int httpd_tokcache_create(size_t capacity, size_t max_bytes,
+                          httpd_tokcache_t **out);
 void httpd_tokcache_destroy(httpd_tokcache_t **c);
 /* The copy of src (borrowed; the entry takes its own reference) for
  * token: *out a new reference. A miss makes it outside the lock. Returns

@@ -14,8 +14,12 @@
  * The copies are cached by (source buffer, token): viewers that share a
  * token (one per audience and expiry, the intended use) share one copy,
  * and through it one gzip in httpd's gzip cache. The cache is bounded in
- * entries and holds a reference to each source, so a cached source
- * address is never reused while its entry lives. Tokens are never logged.
+ * entries and in bytes (sources + copies kept alive) and holds a reference
+ * to each source, so a cached source address is never reused while its
+ * entry lives. Playlists rendered anew for every request (VOD) are not
+ * cached at all (httpd.c): their copies could never be hit. Only URI
+ * attributes named exactly URI (after ':' or ',') get the token, not
+ * SERVER-URI or X-...-URI. Tokens are never logged.
  */
 #include "httpd_int.h"
 
@@ -25,10 +29,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* True if an attribute URI="..." starts at p[k] of a tag line that
+ * starts at p[line]: the name must be a whole attribute name (after the
+ * tag's ':' or a ','), so SERVER-URI="..." or X-FOO-URI="..." are left
+ * alone (they may name other hosts). */
+static bool uri_attr_at(const uint8_t *p, size_t line, size_t k)
+{
+    return memcmp(p + k, "URI=\"", 5) == 0 && k > line &&
+           (p[k - 1] == ':' || p[k - 1] == ',');
+}
+
 /* Counts the places a token goes. */
 static size_t count_uris(const uint8_t *p, size_t len)
 {
-    static const char attr[] = "URI=\"";
     size_t n = 0, i = 0;
     while (i < len) {
         size_t end = i;
@@ -37,7 +50,7 @@ static size_t count_uris(const uint8_t *p, size_t len)
         size_t llen = end - i;
         if (llen && p[i] == '#') {
             for (size_t k = i; k + 5 <= end; k++)
-                if (memcmp(p + k, attr, 5) == 0)
+                if (uri_attr_at(p, i, k))
                     n++;
         } else if (llen && !(llen == 1 && p[i] == '\r')) {
             n++;
@@ -94,7 +107,7 @@ int httpd_playlist_add_token(const uint8_t *src, size_t len, const char *param,
             while (k < cend) {
                 const uint8_t *a = NULL;
                 for (size_t m = k; m + 5 <= cend; m++)
-                    if (memcmp(src + m, "URI=\"", 5) == 0) {
+                    if (uri_attr_at(src, i, m)) {
                         a = src + m;
                         break;
                     }
@@ -151,14 +164,17 @@ typedef struct {
 
 struct httpd_tokcache_s {
     pthread_mutex_t lock;
-    size_t cap;
+    size_t cap;       /* entries */
+    size_t max_bytes; /* sources + copies kept alive */
+    size_t bytes;     /* now */
     uint64_t clock;
     tok_entry_t *e;
 };
 
-int httpd_tokcache_create(size_t capacity, httpd_tokcache_t **out)
+int httpd_tokcache_create(size_t capacity, size_t max_bytes,
+                          httpd_tokcache_t **out)
 {
-    if (!out || capacity < 1)
+    if (!out || capacity < 1 || max_bytes < 1)
         return PD_EINVAL;
     httpd_tokcache_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -170,12 +186,19 @@ int httpd_tokcache_create(size_t capacity, httpd_tokcache_t **out)
         return PD_ENOMEM;
     }
     c->cap = capacity;
+    c->max_bytes = max_bytes;
     *out = c;
     return PD_OK;
 }
 
-static void drop(tok_entry_t *e)
+static size_t entry_bytes(const tok_entry_t *e)
 {
+    return e->src ? e->src->len + e->out->len : 0;
+}
+
+static void drop(httpd_tokcache_t *c, tok_entry_t *e)
+{
+    c->bytes -= entry_bytes(e);
     pd_buf_unref(&e->src);
     pd_buf_unref(&e->out);
     free(e->token);
@@ -188,11 +211,21 @@ void httpd_tokcache_destroy(httpd_tokcache_t **c)
     if (!c || !*c)
         return;
     for (size_t i = 0; i < (*c)->cap; i++)
-        drop(&(*c)->e[i]);
+        drop(*c, &(*c)->e[i]);
     pthread_mutex_destroy(&(*c)->lock);
     free((*c)->e);
     free(*c);
     *c = NULL;
+}
+
+/* The least recently used entry in use, or NULL. c->lock held. */
+static tok_entry_t *oldest(httpd_tokcache_t *c)
+{
+    tok_entry_t *v = NULL;
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->e[i].src && (!v || c->e[i].used < v->used))
+            v = &c->e[i];
+    return v;
 }
 
 int httpd_tokcache_get(httpd_tokcache_t *c, pd_buf_t *src, const char *param,
@@ -220,6 +253,11 @@ int httpd_tokcache_get(httpd_tokcache_t *c, pd_buf_t *src, const char *param,
     int rc = httpd_playlist_add_token(src->data, src->len, param, token, &b);
     if (rc)
         return rc;
+    size_t need = src->len + b->len;
+    if (need > c->max_bytes) {
+        *out = b; /* too big to keep: answered, not cached */
+        return PD_OK;
+    }
     char *t = strdup(token), *p = strdup(param);
     if (!t || !p) {
         free(t);
@@ -228,22 +266,27 @@ int httpd_tokcache_get(httpd_tokcache_t *c, pd_buf_t *src, const char *param,
         return PD_OK;
     }
     pthread_mutex_lock(&c->lock);
-    size_t victim = 0;
-    for (size_t i = 0; i < c->cap; i++) {
-        if (!c->e[i].src) {
-            victim = i;
-            break;
-        }
-        if (c->e[i].used < c->e[victim].used)
-            victim = i;
+    /* room: a free slot, and the bytes under the bound */
+    tok_entry_t *slot = NULL;
+    for (size_t i = 0; i < c->cap && !slot; i++)
+        if (!c->e[i].src)
+            slot = &c->e[i];
+    if (!slot) {
+        slot = oldest(c);
+        drop(c, slot);
     }
-    tok_entry_t *e = &c->e[victim];
-    drop(e);
-    e->src = pd_buf_ref(src);
-    e->out = pd_buf_ref(b);
-    e->token = t;
-    e->param = p;
-    e->used = ++c->clock;
+    while (c->bytes + need > c->max_bytes) {
+        tok_entry_t *v = oldest(c);
+        if (!v)
+            break;
+        drop(c, v);
+    }
+    slot->src = pd_buf_ref(src);
+    slot->out = pd_buf_ref(b);
+    slot->token = t;
+    slot->param = p;
+    slot->used = ++c->clock;
+    c->bytes += need;
     pthread_mutex_unlock(&c->lock);
     *out = b;
     return PD_OK;

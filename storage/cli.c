@@ -241,8 +241,12 @@ static int playback_cli(const pd_config_t *cfg, int argc, char **argv)
         if (pos[0] == '/') {
             n = snprintf(acl, sizeof(acl), "%s", pos);
         } else {
-            if (!stream_arg(pos, stream, sizeof(stream)))
-                return fail("playback", "stream name too long", PD_EINVAL);
+            /* a name, never patterns: "x!/vod" or "*" would widen it */
+            if (!stream_arg(pos, stream, sizeof(stream)) ||
+                !st_stream_valid(stream))
+                return fail("playback", "invalid stream name (live/<name>, "
+                            "1-64 of A-Z a-z 0-9 _ . -, not starting with "
+                            "'.'); an acl starts with '/'", PD_EINVAL);
             n = snprintf(acl, sizeof(acl), "/%s/*", stream);
         }
         if (n < 0 || (size_t)n >= sizeof(acl))

@@ -48,6 +48,10 @@ static int read_key_file(st_t *st, const char *path)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return errno == ENOENT ? PD_ENOENT : PD_EIO;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
+        PD_LOGW(ST_MOD, "%s is readable by others (mode %o): chmod 600 it",
+                path, (unsigned)(sb.st_mode & 0777));
     char buf[KEY_FILE_MAX + 1];
     ssize_t n = read(fd, buf, KEY_FILE_MAX);
     close(fd);
@@ -62,8 +66,23 @@ static int read_key_file(st_t *st, const char *path)
     return rc ? PD_EINVAL : 0;
 }
 
-/* Creates the key file (O_EXCL: a concurrent creator wins, we read its
- * key instead). */
+/* Reads the key file, waiting a little for a concurrent creator. */
+static int read_key_file_settled(st_t *st, const char *path)
+{
+    int rc = PD_ENOENT;
+    for (int i = 0; i < 50; i++) {
+        rc = read_key_file(st, path);
+        if (rc != PD_ENOENT)
+            return rc;
+        usleep(20000);
+    }
+    return rc;
+}
+
+/* Creates the key file atomically: the key goes into a private temporary
+ * file (fsync), which is then link()ed to the final name, so the name
+ * only ever holds a whole key; a concurrent creator that linked first
+ * wins (EEXIST) and we read its key. The directory is fsynced. */
 static int make_key_file(st_t *st, const char *path)
 {
     if (st_make_parents(path))
@@ -79,26 +98,46 @@ static int make_key_file(st_t *st, const char *path)
     }
     hex[2 * sizeof(raw)] = '\n';
     hex[2 * sizeof(raw) + 1] = '\0';
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+    /* a name of its own (another thread or process may be here too) */
+    uint32_t salt = 0;
+    RAND_bytes((unsigned char *)&salt, (int)sizeof(salt));
+    char tmp[760];
+    snprintf(tmp, sizeof(tmp), "%s.%ld.%08x.tmp", path, (long)getpid(),
+             (unsigned)salt);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
                   0600);
-    if (fd < 0) {
-        OPENSSL_cleanse(raw, sizeof(raw));
-        OPENSSL_cleanse(hex, sizeof(hex));
-        return errno == EEXIST ? read_key_file(st, path) : PD_EIO;
-    }
     size_t len = 2 * sizeof(raw) + 1;
-    bool ok = write(fd, hex, len) == (ssize_t)len && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
+    bool ok = fd >= 0 && write(fd, hex, len) == (ssize_t)len &&
+              fsync(fd) == 0;
+    if (fd >= 0)
+        ok = close(fd) == 0 && ok;
+    int rc = PD_EIO;
     if (ok) {
-        memcpy(st->pkey, raw, sizeof(raw));
-        st->pkeylen = sizeof(raw);
-        PD_LOGI(ST_MOD, "made a playback signing key in %s", path);
-    } else {
-        unlink(path);
+        if (link(tmp, path) == 0) {
+            memcpy(st->pkey, raw, sizeof(raw));
+            st->pkeylen = sizeof(raw);
+            rc = 0;
+        } else if (errno == EEXIST) {
+            rc = read_key_file_settled(st, path);
+        }
     }
+    unlink(tmp);
     OPENSSL_cleanse(raw, sizeof(raw));
     OPENSSL_cleanse(hex, sizeof(hex));
-    return ok ? 0 : PD_EIO;
+    if (rc == 0 && st->pkeylen && ok) {
+        char dir[700];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        PD_LOGI(ST_MOD, "made a playback signing key in %s", path);
+    }
+    return rc;
 }
 
 static int load_key(st_t *st)
@@ -275,7 +314,10 @@ int st_playback_set(st_t *st, const char *stream, bool on)
     char *copy = on ? strdup(stream) : NULL;
     if (on && !copy)
         return PD_ENOMEM;
-    /* Room first, so that the row and the array cannot disagree. */
+    /* st->lock is held from the reservation to the insertion: every
+     * change of the array (set, reload) holds it, so the room reserved
+     * here is still there, and the row and the array cannot disagree. */
+    pthread_mutex_lock(&st->lock);
     pthread_mutex_lock(&st->plock);
     char **grown = on ? realloc(st->psigned, sizeof(char *) *
                                                  (size_t)(st->npsigned + 1))
@@ -284,6 +326,7 @@ int st_playback_set(st_t *st, const char *stream, bool on)
         st->psigned = grown;
     pthread_mutex_unlock(&st->plock);
     if (!grown && on) {
+        pthread_mutex_unlock(&st->lock);
         free(copy);
         return PD_ENOMEM;
     }
@@ -293,7 +336,6 @@ int st_playback_set(st_t *st, const char *stream, bool on)
     int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     sqlite3_stmt *q = NULL;
     int rc = 0;
-    pthread_mutex_lock(&st->lock);
     if (sqlite3_prepare_v2(
             st->db,
             "INSERT INTO stream_settings(stream, signed_playback, updated_us) "
@@ -398,7 +440,7 @@ int st_playback_check(st_t *st, const char *stream, const char *path,
 {
     if (why)
         *why = PD_TOKEN_OK;
-    if (!st || !st_playback_signed(st, stream))
+    if (!st || (stream && !st_playback_signed(st, stream)))
         return 0;
     if (!path)
         return PD_EINVAL;

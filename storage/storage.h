@@ -276,9 +276,11 @@ int st_playback_sign(st_t *st, const char *acl, int64_t ttl_s, char *out,
                      size_t outsize);
 
 /* The playback decision for a request of path (the decoded URL path)
- * belonging to stream ("live/<name>"): 0 if stream is not protected or
- * token (NULL if absent) is valid for path now; PD_EPERM otherwise, with
- * *why (may be NULL) saying why. Any thread. */
+ * belonging to stream ("live/<name>"; NULL: a stream not known, e.g. the
+ * recording asked for does not exist, checked as if protected so that
+ * 403/404 tell nothing about protected objects): 0 if stream is not
+ * protected or token (NULL if absent) is valid for path now; PD_EPERM
+ * otherwise, with *why (may be NULL) saying why. Any thread. */
 int st_playback_check(st_t *st, const char *stream, const char *path,
                       const char *token, pd_token_why_t *why);
 

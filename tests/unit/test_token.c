@@ -1212,6 +1212,31 @@ START_TEST(playlist_multivariant)
 }
 END_TEST
 
+/* Only attributes named exactly URI get the token: SERVER-URI (content
+ * steering) and X-...-URI (DATERANGE client attributes) may name other
+ * hosts, and a token must never travel there. */
+START_TEST(playlist_only_uri_attributes)
+{
+    const char *in =
+        "#EXTM3U\n"
+        "#EXT-X-CONTENT-STEERING:SERVER-URI=\"https://x.example/s.json\","
+        "PATHWAY-ID=\"a\"\n"
+        "#EXT-X-DATERANGE:ID=\"ad\",START-DATE=\"2026-01-01T00:00:00Z\","
+        "X-AD-URI=\"https://ads.example/1\"\n"
+        "#EXT-X-SESSION-DATA:DATA-ID=\"d\",URI=\"data.json\"\n"
+        "#EXT-X-MAP:URI=\"init.mp4\",BYTERANGE=\"10@0\"\n";
+    const char *want =
+        "#EXTM3U\n"
+        "#EXT-X-CONTENT-STEERING:SERVER-URI=\"https://x.example/s.json\","
+        "PATHWAY-ID=\"a\"\n"
+        "#EXT-X-DATERANGE:ID=\"ad\",START-DATE=\"2026-01-01T00:00:00Z\","
+        "X-AD-URI=\"https://ads.example/1\"\n"
+        "#EXT-X-SESSION-DATA:DATA-ID=\"d\",URI=\"data.json" Q "\"\n"
+        "#EXT-X-MAP:URI=\"init.mp4" Q "\",BYTERANGE=\"10@0\"\n";
+    expect_pl(in, want);
+}
+END_TEST
+
 START_TEST(playlist_existing_query)
 {
     expect_pl("1.m4s?x=1\n", "1.m4s?x=1" A "\n");
@@ -1412,7 +1437,7 @@ static void expect_bytes(const pd_buf_t *b, const char *want)
 START_TEST(tokcache_hit_same_buffer)
 {
     httpd_tokcache_t *c = NULL;
-    ck_assert_int_eq(httpd_tokcache_create(8, &c), 0);
+    ck_assert_int_eq(httpd_tokcache_create(8, 1u << 20, &c), 0);
     pd_buf_t *src = pl_buf("#EXTM3U\n1.m4s\n");
     pd_buf_t *a = NULL, *b = NULL;
     ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "exp=1", &a), 0);
@@ -1435,7 +1460,7 @@ END_TEST
 START_TEST(tokcache_keys)
 {
     httpd_tokcache_t *c = NULL;
-    ck_assert_int_eq(httpd_tokcache_create(8, &c), 0);
+    ck_assert_int_eq(httpd_tokcache_create(8, 1u << 20, &c), 0);
     pd_buf_t *src = pl_buf("1.m4s\n");
     pd_buf_t *twin = pl_buf("1.m4s\n"); /* same bytes, other buffer */
     pd_buf_t *a = NULL, *b = NULL, *d = NULL, *e = NULL;
@@ -1471,10 +1496,56 @@ START_TEST(tokcache_keys)
 }
 END_TEST
 
+/* The cache is bounded in bytes too: copies of large playlists push the
+ * oldest out, and one larger than the bound is answered, never kept. */
+START_TEST(tokcache_byte_bound)
+{
+    httpd_tokcache_t *c = NULL;
+    /* 100 entries allowed, but only ~3 KiB of sources + copies */
+    ck_assert_int_eq(httpd_tokcache_create(100, 3000, &c), 0);
+    char line[700];
+    memset(line, 'a', 600);
+    snprintf(line + 600, sizeof(line) - 600, ".m4s\n");
+    pd_buf_t *src = pl_buf(line); /* 605 bytes, copy ~617: ~1.2 KB each */
+    pd_buf_t *a = NULL, *b = NULL, *x = NULL;
+    ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "exp=1", &a), 0);
+    ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "exp=2", &b), 0);
+    ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "exp=1", &x), 0);
+    ck_assert_ptr_eq(x, a); /* both fit: a hit */
+    pd_buf_unref(&x);
+    ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "exp=3", &x), 0);
+    pd_buf_unref(&x);
+    /* the third did not fit with both: B (least recently used) went */
+    ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "exp=2", &x), 0);
+    ck_assert_ptr_ne(x, b);
+    pd_buf_unref(&x);
+    /* too big alone: answered, not kept (two gets, two buffers) */
+    char *big = malloc(4000);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'b', 3990);
+    snprintf(big + 3990, 10, ".m4s\n");
+    pd_buf_t *bsrc = pl_buf(big);
+    pd_buf_t *y = NULL;
+    ck_assert_int_eq(httpd_tokcache_get(c, bsrc, "token", "exp=1", &x), 0);
+    ck_assert_int_eq(httpd_tokcache_get(c, bsrc, "token", "exp=1", &y), 0);
+    ck_assert_ptr_ne(x, y);
+    ck_assert_uint_eq(x->len, 3995 + strlen("?token=exp=1"));
+    pd_buf_unref(&x);
+    pd_buf_unref(&y);
+    pd_buf_unref(&bsrc);
+    free(big);
+    pd_buf_unref(&a);
+    pd_buf_unref(&b);
+    pd_buf_unref(&src);
+    httpd_tokcache_destroy(&c);
+    ck_assert_int_eq(httpd_tokcache_create(1, 0, &c), PD_EINVAL);
+}
+END_TEST
+
 START_TEST(tokcache_lru_eviction)
 {
     httpd_tokcache_t *c = NULL;
-    ck_assert_int_eq(httpd_tokcache_create(2, &c), 0);
+    ck_assert_int_eq(httpd_tokcache_create(2, 1u << 20, &c), 0);
     pd_buf_t *src = pl_buf("x.m4s\n");
     /* our own references keep every copy alive, so a new copy can never
      * reuse an old one's address */
@@ -1516,7 +1587,7 @@ END_TEST
 START_TEST(tokcache_holds_references)
 {
     httpd_tokcache_t *c = NULL;
-    ck_assert_int_eq(httpd_tokcache_create(4, &c), 0);
+    ck_assert_int_eq(httpd_tokcache_create(4, 1u << 20, &c), 0);
     pd_buf_t *src = pl_buf("#EXT-X-MAP:URI=\"i.mp4\"\n1.m4s\n");
     pd_buf_t *raw = src; /* the address, no reference of ours */
     pd_buf_t *a = NULL;
@@ -1538,10 +1609,10 @@ END_TEST
 START_TEST(tokcache_bad_input)
 {
     httpd_tokcache_t *c = NULL;
-    ck_assert_int_eq(httpd_tokcache_create(0, &c), PD_EINVAL);
+    ck_assert_int_eq(httpd_tokcache_create(0, 1u << 20, &c), PD_EINVAL);
     ck_assert_ptr_null(c);
-    ck_assert_int_eq(httpd_tokcache_create(1, NULL), PD_EINVAL);
-    ck_assert_int_eq(httpd_tokcache_create(1, &c), 0);
+    ck_assert_int_eq(httpd_tokcache_create(1, 1u << 20, NULL), PD_EINVAL);
+    ck_assert_int_eq(httpd_tokcache_create(1, 1u << 20, &c), 0);
     pd_buf_t *src = pl_buf("1.m4s\n");
     pd_buf_t *o = (pd_buf_t *)1;
     ck_assert_int_eq(httpd_tokcache_get(c, src, "token", "a\"b", &o), PD_EINVAL);
@@ -1592,7 +1663,7 @@ static void *tc_worker(void *p)
 START_TEST(tokcache_threads)
 {
     httpd_tokcache_t *c = NULL;
-    ck_assert_int_eq(httpd_tokcache_create(5, &c), 0); /* < 12 keys: churn */
+    ck_assert_int_eq(httpd_tokcache_create(5, 1u << 20, &c), 0); /* < 12 keys: churn */
     pd_buf_t *srcs[3] = {pl_buf("s0.m4s\n"), pl_buf("s1.m4s\n"),
                          pl_buf("s2.m4s\n")};
     pthread_t th[4];
@@ -1986,6 +2057,108 @@ START_TEST(st_playback_marks_reloaded)
 }
 END_TEST
 
+/* Many API threads protecting streams at once (each set reserves room
+ * and inserts under the catalogue's lock: no overflow under ASan, no mark
+ * lost). */
+typedef struct {
+    st_t *st;
+    int base;
+} marker_arg_t;
+
+static void *marker(void *arg)
+{
+    marker_arg_t *m = arg;
+    for (int i = 0; i < 100; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "live/s%d_%d", m->base, i);
+        if (st_playback_set(m->st, name, true) != 0)
+            return (void *)1;
+        if (i % 3 == 0) {
+            snprintf(name, sizeof(name), "live/s%d_%d", m->base, i / 2);
+            if (st_playback_set(m->st, name, false) != 0)
+                return (void *)1;
+            snprintf(name, sizeof(name), "live/s%d_%d", m->base, i / 2);
+            if (st_playback_set(m->st, name, true) != 0)
+                return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+START_TEST(st_playback_marks_concurrent)
+{
+    st_t *st = st_up();
+    pthread_t t[8];
+    marker_arg_t args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i].st = st;
+        args[i].base = i;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, marker, &args[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        void *r = NULL;
+        pthread_join(t[i], &r);
+        ck_assert_ptr_null(r);
+    }
+    char(*v)[256] = NULL;
+    int n = 0;
+    ck_assert_int_eq(st_playback_list(st, &v, &n), 0);
+    ck_assert_int_eq(n, 800);
+    for (int i = 1; i < n; i++)
+        ck_assert_int_lt(strcmp(v[i - 1], v[i]), 0);
+    free(v);
+    ck_assert(st_playback_signed(st, "live/s7_99"));
+    st_close(&st);
+}
+END_TEST
+
+/* Processes opening a catalogue without a key at once (the server and
+ * the CLI) all end up with the one key that was made. */
+static void *opener(void *arg)
+{
+    (void)arg;
+    st_t *st = NULL;
+    if (st_open(&cfg, NULL, &st) != 0)
+        return (void *)1;
+    char tok[PD_TOKEN_MAX + 1];
+    int rc = st_playback_sign(st, "/live/x/*", 60, tok, sizeof(tok));
+    st_close(&st);
+    return rc ? (void *)1 : strdup(tok);
+}
+
+START_TEST(st_key_made_once_concurrently)
+{
+    /* the database made first (concurrent first opens of the database
+     * itself are another matter), then no key: they race to make it */
+    st_t *st0 = st_up();
+    st_close(&st0);
+    char kp[400];
+    key_path(kp, sizeof(kp));
+    ck_assert_int_eq(unlink(kp), 0);
+    pthread_t t[6];
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, opener, NULL), 0);
+    char *toks[6];
+    for (int i = 0; i < 6; i++) {
+        void *r = NULL;
+        pthread_join(t[i], &r);
+        ck_assert_msg(r != NULL && r != (void *)1, "open %d failed", i);
+        toks[i] = r;
+    }
+    uint8_t key[PD_TOKEN_KEY_MAX];
+    size_t klen = file_key(key);
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(pd_token_check(key, klen, toks[i], strlen(toks[i]),
+                                        "/live/x/a.m4s", 13, now, NULL),
+                         0);
+        free(toks[i]);
+    }
+    /* no temporary file left next to it */
+    ck_assert(!tl_find_file_suffix(tmpdir, ".tmp", (char[512]){0}, 512));
+}
+END_TEST
+
 START_TEST(st_playback_hostile_names)
 {
     st_t *st = st_up();
@@ -2236,6 +2409,7 @@ static Suite *token_suite(void)
         {"playlist_llhls_media", playlist_llhls_media, false},
         {"playlist_multivariant", playlist_multivariant, false},
         {"playlist_existing_query", playlist_existing_query, false},
+        {"playlist_only_uri_attributes", playlist_only_uri_attributes, false},
         {"playlist_crlf", playlist_crlf, false},
         {"playlist_empty_lines_and_no_final_newline",
          playlist_empty_lines_and_no_final_newline, false},
@@ -2247,6 +2421,7 @@ static Suite *token_suite(void)
         {"tokcache_hit_same_buffer", tokcache_hit_same_buffer, false},
         {"tokcache_keys", tokcache_keys, false},
         {"tokcache_lru_eviction", tokcache_lru_eviction, false},
+        {"tokcache_byte_bound", tokcache_byte_bound, false},
         {"tokcache_holds_references", tokcache_holds_references, false},
         {"tokcache_bad_input", tokcache_bad_input, false},
         {"tokcache_threads", tokcache_threads, false},
@@ -2257,6 +2432,9 @@ static Suite *token_suite(void)
         {"st_playback_marks", st_playback_marks, true},
         {"st_playback_marks_persist", st_playback_marks_persist, true},
         {"st_playback_marks_reloaded", st_playback_marks_reloaded, true},
+        {"st_playback_marks_concurrent", st_playback_marks_concurrent, true},
+        {"st_key_made_once_concurrently", st_key_made_once_concurrently,
+         true},
         {"st_playback_hostile_names", st_playback_hostile_names, true},
         {"st_signed_all_config", st_signed_all_config, true},
         {"st_playback_check_cases", st_playback_check_cases, true},
