@@ -18,7 +18,6 @@
 #include "tests/lib/testlib.h"
 
 #include <check.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -43,80 +42,23 @@ static const char *const BASE_SETS[] = {"transcode=0", "segment_target_ms=1000",
 
 /* ---- podium CLI ---------------------------------------------------------- */
 
-static const char *bin(void)
-{
-    const char *b = getenv("PODIUM_BIN");
-    return (b && b[0]) ? b : "build/podium";
-}
-
-/* Runs `podium --data-dir <p->dir>/data a0 a1 a2 a3 a4` (NULL-terminated
- * words); stdout into *out (caller frees). Returns the exit code (-1 if
- * it did not exit normally). */
-static int cli(const tl_podium_t *p, char **out, const char *a0,
-               const char *a1, const char *a2, const char *a3, const char *a4)
-{
-    char data[320];
-    snprintf(data, sizeof(data), "%s/data", p->dir);
-    char *argv[12] = {(char *)bin(), "--data-dir", data, (char *)a0,
-                      (char *)a1,    (char *)a2,   (char *)a3, (char *)a4,
-                      NULL};
-    char *err = NULL;
-    int st = tl_run(argv, 30000, out, &err);
-    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        printf("  podium %s %s: wait status %d, stderr: %s\n", a0,
-               a1 ? a1 : "", st, err ? err : "");
-    free(err);
-    return (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-}
-
-/* Copies the word after "<label> " at a line start of text into out. */
-static bool field_after(const char *text, const char *label, char *out,
-                        size_t outlen)
-{
-    size_t ll = strlen(label);
-    for (const char *l = text; l && *l;) {
-        if (strncmp(l, label, ll) == 0 && l[ll] == ' ') {
-            const char *v = l + ll + 1;
-            size_t n = strcspn(v, " \r\n");
-            if (n == 0 || n >= outlen)
-                return false;
-            memcpy(out, v, n);
-            out[n] = 0;
-            return true;
-        }
-        const char *e = strchr(l, '\n');
-        l = e ? e + 1 : NULL;
-    }
-    return false;
-}
-
 /* `keys create name --label t`: secret (pk_...) and id. Asserts. */
 static void key_create(const tl_podium_t *p, const char *name, char *secret,
                        size_t slen, char *id, size_t idlen)
 {
-    char *out = NULL;
-    int rc = cli(p, &out, "keys", "create", name, "--label", "t");
-    ck_assert_msg(rc == 0, "keys create %s exited %d", name, rc);
-    ck_assert_msg(out && field_after(out, "key", secret, slen) &&
-                      field_after(out, "id", id, idlen),
-                  "keys create printed no 'id N' / 'key pk_...': %s",
-                  out ? out : "");
-    ck_assert_msg(strncmp(secret, "pk_", 3) == 0 && strlen(secret) > 20,
-                  "key '%s' does not look like pk_...", secret);
-    free(out);
+    char why[1024];
+    ck_assert_msg(tl_key_create(p->dir, name, "t", secret, slen, id, idlen, why,
+                                sizeof(why)) == 0,
+                  "%s", why);
 }
 
+/* `tokens create --label ops`: the secret (pt_...). Asserts. */
 static void token_create(const tl_podium_t *p, char *secret, size_t slen)
 {
-    char *out = NULL;
-    int rc = cli(p, &out, "tokens", "create", "--label", "ops", NULL);
-    ck_assert_msg(rc == 0, "tokens create exited %d", rc);
-    ck_assert_msg(out && field_after(out, "token", secret, slen),
-                  "tokens create printed no 'token pt_...': %s",
-                  out ? out : "");
-    ck_assert_msg(strncmp(secret, "pt_", 3) == 0 && strlen(secret) > 20,
-                  "token '%s' does not look like pt_...", secret);
-    free(out);
+    char why[1024];
+    ck_assert_msg(
+        tl_token_create(p->dir, "ops", secret, slen, why, sizeof(why)) == 0,
+        "%s", why);
 }
 
 /* ---- podium helpers ------------------------------------------------------ */
@@ -135,17 +77,6 @@ static void start_podium(tl_podium_t *p, char *dir, size_t dirlen,
         sets[n++] = extra[i];
     sets[n] = NULL;
     ck_assert_msg(tl_podium_start(p, dir, sets) == 0, "podium did not start");
-}
-
-/* Asserts podium's log does not contain secret. */
-static void assert_not_logged(const char *log, const char *secret,
-                              const char *what)
-{
-    char *s = tl_read_file(log, NULL);
-    ck_assert_msg(s, "cannot read %s", log);
-    bool leaked = strstr(s, secret) != NULL;
-    free(s);
-    ck_assert_msg(!leaked, "the %s appears in podium's log %s", what, log);
 }
 
 /* True if /streams.json lists stream "live/<name>" (exactly). */
@@ -226,68 +157,6 @@ static void expect_refused(tl_podium_t *p, const char *url_name,
         ck_assert_msg(!listed, "%s: live/%s is listed in /streams.json", what,
                       absent);
     }
-}
-
-/* ---- HTTP requests with a bearer token ----------------------------------- */
-
-typedef struct {
-    char *d;
-    size_t len;
-} sbuf_t;
-
-static size_t sbuf_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    sbuf_t *b = ud;
-    size_t n = size * nmemb;
-    char *nd = realloc(b->d, b->len + n + 1);
-    if (!nd)
-        return 0;
-    b->d = nd;
-    memcpy(b->d + b->len, ptr, n);
-    b->len += n;
-    b->d[b->len] = 0;
-    return n;
-}
-
-/* method path on 127.0.0.1:port with Authorization: Bearer token (NULL:
- * none) and a JSON body (NULL: none). Returns the HTTP status (0: no
- * answer); the body into *out (caller frees; may be NULL). */
-static long api(int port, const char *method, const char *path,
-                const char *token, const char *body, char **out)
-{
-    CURL *h = curl_easy_init();
-    ck_assert(h);
-    char url[512], auth[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    sbuf_t b = {0};
-    struct curl_slist *hd = NULL;
-    if (token) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        hd = curl_slist_append(hd, auth);
-    }
-    if (body)
-        hd = curl_slist_append(hd, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sbuf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    long status = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    if (out)
-        *out = b.d ? b.d : strdup("");
-    else
-        free(b.d);
-    return status;
 }
 
 /* ---- a tiny HTTP listener ------------------------------------------------ */
@@ -651,7 +520,7 @@ START_TEST(test_keys_cli)
 
     /* keys list: both keys, never a secret. */
     char *out = NULL;
-    ck_assert(cli(&p, &out, "keys", "list", NULL, NULL, NULL) == 0);
+    ck_assert(tl_cli(p.dir, &out, NULL, "keys", "list", NULL) == 0);
     printf("  keys list:\n%s", out);
     ck_assert_msg(strstr(out, "live/talk") && strstr(out, "live/talk2"),
                   "keys list does not list both keys");
@@ -660,24 +529,24 @@ START_TEST(test_keys_cli)
 
     /* Revoke talk's key (CLI): a reconnect within the grace period with
      * it is now refused, as is the revoked key as a name. */
-    ck_assert(cli(&p, NULL, "keys", "revoke", id1, NULL, NULL) == 0);
+    ck_assert(tl_cli(p.dir, NULL, NULL, "keys", "revoke", id1, NULL) == 0);
     snprintf(url, sizeof(url), "talk?key=%s", k1);
     expect_refused(&p, url, NULL, "revoked key");
     expect_refused(&p, k1, NULL, "revoked key as the name");
     /* a second revoke of the same id is an error (not a silent success) */
     tl_note("second revoke of key %s: exit %d", id1,
-            cli(&p, NULL, "keys", "revoke", id1, NULL, NULL));
-    ck_assert(cli(&p, &out, "keys", "list", NULL, NULL, NULL) == 0);
+            tl_cli(p.dir, NULL, NULL, "keys", "revoke", id1, NULL));
+    ck_assert(tl_cli(p.dir, &out, NULL, "keys", "list", NULL) == 0);
     ck_assert_msg(!strstr(out, "pk_"), "keys list shows a secret (pk_)");
     free(out);
 
     ck_assert_msg(tl_podium_alive(&p), "podium died");
-    assert_not_logged(p.log, k1, "stream key");
-    assert_not_logged(p.log, k2, "stream key");
+    tl_assert_not_logged(p.log, k1, "stream key");
+    tl_assert_not_logged(p.log, k2, "stream key");
     tl_assert_clean_exit(&p, 15000);
     tl_podium_reap(&p);
-    assert_not_logged(p.log, k1, "stream key");
-    assert_not_logged(p.log, k2, "stream key");
+    tl_assert_not_logged(p.log, k1, "stream key");
+    tl_assert_not_logged(p.log, k2, "stream key");
     tl_rmtree(dir);
 }
 END_TEST
@@ -701,11 +570,13 @@ static void hook_setup(tl_podium_t *p, char *dir, size_t dirlen,
              "\"secret\":\"s3cret\"}",
              L->port);
     char *out = NULL;
-    long st = api(p->http_port, "POST", "/api/webhooks", token, body, &out);
+    long st = tl_http(p->http_port, "POST", "/api/webhooks", token,
+                      "application/json", body, 0, &out);
     ck_assert_msg(st == 201 || st == 200, "POST /api/webhooks: %ld %s", st,
                   out);
     free(out);
-    st = api(p->http_port, "GET", "/api/webhooks", token, NULL, &out);
+    st = tl_http(p->http_port, "GET", "/api/webhooks", token, NULL, NULL, 0,
+                 &out);
     ck_assert_msg(st == 200 && strstr(out, "/hook"),
                   "GET /api/webhooks: %ld %s", st, out);
     ck_assert_msg(!strstr(out, "s3cret"), "GET /api/webhooks shows the "
@@ -773,12 +644,12 @@ START_TEST(test_webhooks)
     ck_assert_int_eq(lis_count(&L, "/hook", "stream.started"), 1);
     ck_assert_int_eq(lis_count(&L, "/hook", "stream.ended"), 1);
 
-    assert_not_logged(p.log, key, "stream key");
-    assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, key, "stream key");
+    tl_assert_not_logged(p.log, token, "API token");
     tl_assert_clean_exit(&p, 15000);
     tl_podium_reap(&p);
-    assert_not_logged(p.log, key, "stream key");
-    assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, key, "stream key");
+    tl_assert_not_logged(p.log, token, "API token");
     lis_stop(&L);
     tl_rmtree(dir);
 }
@@ -832,8 +703,8 @@ START_TEST(test_webhook_retries)
     ck_assert_msg(n == 3, "stream.started delivered %d times (3 expected: "
                           "500, 500, 200)", n);
     tl_pub_stop(&pub, SIGTERM);
-    assert_not_logged(p.log, key, "stream key");
-    assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, key, "stream key");
+    tl_assert_not_logged(p.log, token, "API token");
     tl_assert_clean_exit(&p, 15000);
     tl_podium_reap(&p);
     lis_stop(&L);
@@ -893,7 +764,7 @@ START_TEST(test_on_publish)
                       q.body);
         free(q.body);
     }
-    assert_not_logged(p.log, k, "stream key");
+    tl_assert_not_logged(p.log, k, "stream key");
     tl_assert_clean_exit(&p, 15000);
     tl_podium_reap(&p);
     lis_stop(&L);
@@ -917,14 +788,17 @@ START_TEST(test_api_streams)
     expect_published(&p, &pub, url, "apitest", "keyed publish");
 
     char *out = NULL;
-    long st = api(p.http_port, "GET", "/api/streams", NULL, NULL, &out);
+    long st =
+        tl_http(p.http_port, "GET", "/api/streams", NULL, NULL, NULL, 0, &out);
     ck_assert_msg(st == 401, "GET /api/streams without a token: %ld", st);
     ck_assert_msg(!strstr(out, "apitest"), "401 answer leaks data: %s", out);
     free(out);
-    st = api(p.http_port, "GET", "/api/streams", "pt_wrong", NULL, &out);
+    st = tl_http(p.http_port, "GET", "/api/streams", "pt_wrong", NULL, NULL, 0,
+                 &out);
     ck_assert_msg(st == 401, "GET /api/streams with a wrong token: %ld", st);
     free(out);
-    st = api(p.http_port, "GET", "/api/streams", token, NULL, &out);
+    st =
+        tl_http(p.http_port, "GET", "/api/streams", token, NULL, NULL, 0, &out);
     printf("  GET /api/streams: %ld %.800s\n", st, out);
     ck_assert_msg(st == 200, "GET /api/streams with the token: %ld", st);
     json_t *o = json_loads(out, 0, NULL);
@@ -963,8 +837,8 @@ START_TEST(test_api_streams)
     json_decref(o);
     free(out);
     tl_pub_stop(&pub, SIGTERM);
-    assert_not_logged(p.log, token, "API token");
-    assert_not_logged(p.log, k, "stream key");
+    tl_assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, k, "stream key");
     tl_assert_clean_exit(&p, 15000);
     tl_podium_reap(&p);
     tl_rmtree(dir);
@@ -1009,8 +883,8 @@ START_TEST(test_crash_recovery)
     tl_podium_reap(&p);
     ck_assert(WIFSIGNALED(p.status) && WTERMSIG(p.status) == SIGKILL);
     tl_pub_stop(&pub, SIGKILL);
-    assert_not_logged(p.log, k, "stream key");
-    assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, k, "stream key");
+    tl_assert_not_logged(p.log, token, "API token");
 
     /* Restart on the same data dir (the log file starts afresh). */
     const char *sets2[8];
@@ -1038,7 +912,8 @@ START_TEST(test_crash_recovery)
     free(out);
 
     /* The API says so too. */
-    long st = api(p.http_port, "GET", "/api/streams", token, NULL, &out);
+    long st =
+        tl_http(p.http_port, "GET", "/api/streams", token, NULL, NULL, 0, &out);
     ck_assert_msg(st == 200, "GET /api/streams after restart: %ld", st);
     json_t *o = json_loads(out, 0, NULL);
     json_t *sess = json_object_get(o, "sessions");
@@ -1063,8 +938,8 @@ START_TEST(test_crash_recovery)
     /* The key survived and still works. */
     expect_published(&p, &pub, url, "crashy", "same key after the restart");
     tl_pub_stop(&pub, SIGTERM);
-    assert_not_logged(p.log, k, "stream key");
-    assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, k, "stream key");
+    tl_assert_not_logged(p.log, token, "API token");
     tl_assert_clean_exit(&p, 15000);
     tl_podium_reap(&p);
     out = sql(db, "PRAGMA integrity_check");

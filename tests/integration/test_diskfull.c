@@ -35,8 +35,6 @@
 #include "tests/lib/testlib.h"
 
 #include <check.h>
-#include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -48,7 +46,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define GOP_MS 1000  /* 1 s segments: quick to fill, quick to advance */
@@ -63,12 +60,6 @@ static const char *const SETS[] = {"transcode=0",
                                    "segment_target_ms=1000",
                                    "grace_period_ms=1000",
                                    NULL};
-
-static const char *bin(void)
-{
-    const char *b = getenv("PODIUM_BIN");
-    return (b && b[0]) ? b : "build/podium";
-}
 
 /* ---- the tmpfs ----------------------------------------------------------- */
 
@@ -104,125 +95,6 @@ static int mount_recordings(const char *rec_dir, char *why, size_t whylen)
     return 0;
 }
 
-/* Any file named *.tmp below dir (recursively): its path into out. */
-static bool find_tmp(const char *dir, char *out, size_t outlen)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return false;
-    struct dirent *e;
-    bool found = false;
-    while (!found && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[1024];
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        size_t n = strlen(e->d_name);
-        struct stat sb;
-        if (n >= 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) {
-            snprintf(out, outlen, "%s", p);
-            found = true;
-        } else if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            found = find_tmp(p, out, outlen);
-        }
-    }
-    closedir(d);
-    return found;
-}
-
-/* ---- podium CLI ---------------------------------------------------------- */
-
-/* Copies the word after "<label> " at a line start of text into out. */
-static bool field_after(const char *text, const char *label, char *out,
-                        size_t outlen)
-{
-    size_t ll = strlen(label);
-    for (const char *l = text; l && *l;) {
-        if (strncmp(l, label, ll) == 0 && l[ll] == ' ') {
-            const char *v = l + ll + 1;
-            size_t n = strcspn(v, " \r\n");
-            if (n == 0 || n >= outlen)
-                return false;
-            memcpy(out, v, n);
-            out[n] = 0;
-            return true;
-        }
-        const char *e = strchr(l, '\n');
-        l = e ? e + 1 : NULL;
-    }
-    return false;
-}
-
-/* `podium --data-dir <dir>/data a0 a1 a2 a3 a4`; the word after "<label> "
- * in its stdout into out. Asserts. */
-static void cli_secret(const char *dir, const char *label, char *out,
-                       size_t outlen, const char *a0, const char *a1,
-                       const char *a2, const char *a3, const char *a4)
-{
-    char data[320];
-    snprintf(data, sizeof(data), "%s/data", dir);
-    char *argv[12] = {(char *)bin(), "--data-dir", data,
-                      (char *)a0,    (char *)a1,   (char *)a2,
-                      (char *)a3,    (char *)a4,   NULL};
-    char *o = NULL, *err = NULL;
-    int st = tl_run(argv, 30000, &o, &err);
-    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "podium %s %s: wait status %d: %s", a0, a1, st,
-                  err ? err : "");
-    ck_assert_msg(o && field_after(o, label, out, outlen),
-                  "podium %s %s printed no '%s ...': %s", a0, a1, label,
-                  o ? o : "");
-    free(o);
-    free(err);
-}
-
-/* ---- HTTP with a bearer token -------------------------------------------- */
-
-typedef struct {
-    char *d;
-    size_t len;
-} sbuf_t;
-
-static size_t sbuf_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    sbuf_t *b = ud;
-    size_t n = size * nmemb;
-    char *nd = realloc(b->d, b->len + n + 1);
-    if (!nd)
-        return 0;
-    b->d = nd;
-    memcpy(b->d + b->len, ptr, n);
-    b->len += n;
-    b->d[b->len] = 0;
-    return n;
-}
-
-/* GET path with the token. Returns the status (0: no answer); the body
- * into *out (caller frees, never NULL). */
-static long api_get(int port, const char *path, const char *token, char **out)
-{
-    CURL *h = curl_easy_init();
-    ck_assert(h);
-    char url[512], auth[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-    struct curl_slist *hd = curl_slist_append(NULL, auth);
-    sbuf_t b = {0};
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sbuf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    long status = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    *out = b.d ? b.d : strdup("");
-    return status;
-}
-
 /* ---- metrics ------------------------------------------------------------- */
 
 typedef struct {
@@ -253,7 +125,7 @@ static long long sample(const char *text, const char *name)
 static void metrics(int port, const char *token, recm_t *m)
 {
     char *body = NULL;
-    long st = api_get(port, "/api/metrics", token, &body);
+    long st = tl_http(port, "GET", "/api/metrics", token, NULL, NULL, 0, &body);
     ck_assert_msg(st == 200, "GET /api/metrics: %ld %.300s", st, body);
     m->written = sample(body, "podium_recorder_items_written_total");
     m->dropped = sample(body, "podium_recorder_items_dropped_total");
@@ -334,17 +206,6 @@ static int stop_lines(const char *log, const char *stream, char *line,
     }
     free(text);
     return n;
-}
-
-/* Asserts no secret appears in podium's log. */
-static void assert_not_logged(const char *log, const char *secret,
-                              const char *what)
-{
-    char *s = tl_read_file(log, NULL);
-    ck_assert_msg(s, "cannot read %s", log);
-    bool leaked = strstr(s, secret) != NULL;
-    free(s);
-    ck_assert_msg(!leaked, "the %s appears in podium's log %s", what, log);
 }
 
 /* Asserts the one stop line of stream names it, carries no secret and
@@ -437,42 +298,6 @@ static void check_live(tl_podium_t *p, tl_pub_t *pub, const char *name)
 
 /* ---- the recording ------------------------------------------------------- */
 
-typedef struct {
-    int port;
-    const char *token;
-    const char *stream; /* "live/<name>" */
-    long long id;       /* found */
-    long long bytes;
-    char body[2048]; /* last answer (diagnostics) */
-} recwait_t;
-
-/* True once /api/recordings lists an ended recording of w->stream. */
-static bool rec_ended(void *arg)
-{
-    recwait_t *w = arg;
-    char *body = NULL;
-    long st = api_get(w->port, "/api/recordings", w->token, &body);
-    snprintf(w->body, sizeof(w->body), "%ld %s", st, body);
-    json_t *o = st == 200 ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    json_t *a = json_object_get(o, "recordings");
-    bool ok = false;
-    for (size_t i = 0; i < json_array_size(a) && !ok; i++) {
-        json_t *e = json_array_get(a, i);
-        const char *s = json_string_value(json_object_get(e, "stream"));
-        if (!s || strcmp(s, w->stream) != 0)
-            continue;
-        if (json_is_string(json_object_get(e, "ended")) &&
-            json_is_false(json_object_get(e, "recording"))) {
-            w->id = json_integer_value(json_object_get(e, "id"));
-            w->bytes = json_integer_value(json_object_get(e, "bytes"));
-            ok = w->id > 0;
-        }
-    }
-    json_decref(o);
-    return ok;
-}
-
 /* Asserts every segment of the VOD's source playlist fetches 200 (init
  * too), init + first segment decode, and ffprobe reads the whole VOD over
  * HTTP without an error. Returns the EXTINF total (s). */
@@ -530,28 +355,12 @@ static double check_vod(const tl_podium_t *p, long long id, int *nsegs)
     tl_resp_free(&init);
     tl_resp_free(&first);
 
-    char url[160];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/vod/%lld/index.m3u8",
-             p->http_port, id);
-    char *argv[] = {"ffprobe",
-                    "-v",
-                    "error",
-                    "-count_frames",
-                    "-select_streams",
-                    "v:0",
-                    "-show_entries",
-                    "stream=nb_read_frames",
-                    "-of",
-                    "csv=p=0",
-                    url,
-                    NULL};
-    char *out = NULL, *err = NULL;
-    int st = tl_run(argv, 60000, &out, &err);
-    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "ffprobe on %s: status %d: %s", url, st, err ? err : "");
-    ck_assert_msg(!err || !strstr(err, "rror"),
-                  "ffprobe reported errors on the VOD: %s", err);
-    long frames = out ? strtol(out, NULL, 10) : 0;
+    char mv[96], err[1024];
+    snprintf(mv, sizeof(mv), "/vod/%lld/index.m3u8", id);
+    long frames = 0;
+    ck_assert_msg(tl_ffprobe_http_frames(p->http_port, mv, &frames, err,
+                                         sizeof(err)) == 0,
+                  "%s", err);
     long expect = lround(total * TL_FPS);
     tl_note("VOD %lld: %d segments, %.3f s, ffprobe decoded %ld frames", id,
             *nsegs, total, frames);
@@ -559,8 +368,6 @@ static double check_vod(const tl_podium_t *p, long long id, int *nsegs)
                   "ffprobe decoded %ld frames of the VOD; its playlist says "
                   "%ld",
                   frames, expect);
-    free(out);
-    free(err);
     return total;
 }
 
@@ -601,12 +408,15 @@ START_TEST(test_disk_full)
 
     /* secrets, through the CLI, before the server starts */
     char token[128], ka[128], kb[128];
-    cli_secret(dir, "token", token, sizeof(token), "tokens", "create",
-               "--label", "diskfull", NULL);
-    cli_secret(dir, "key", ka, sizeof(ka), "keys", "create", STREAM_A,
-               "--label", "a");
-    cli_secret(dir, "key", kb, sizeof(kb), "keys", "create", STREAM_B,
-               "--label", "b");
+    ck_assert_msg(tl_token_create(dir, "diskfull", token, sizeof(token), why,
+                                  sizeof(why)) == 0,
+                  "%s", why);
+    ck_assert_msg(tl_key_create(dir, STREAM_A, "a", ka, sizeof(ka), NULL, 0,
+                                why, sizeof(why)) == 0,
+                  "%s", why);
+    ck_assert_msg(tl_key_create(dir, STREAM_B, "b", kb, sizeof(kb), NULL, 0,
+                                why, sizeof(why)) == 0,
+                  "%s", why);
     const char *const secrets[] = {token, ka, kb, NULL};
 
     tl_podium_t p;
@@ -662,15 +472,15 @@ START_TEST(test_disk_full)
     check_stop_line(&p, "live/" STREAM_B, false, secrets);
 
     /* 5. live/dfa's recording: ended, a VOD that decodes */
-    recwait_t w = {
-        .port = p.http_port, .token = token, .stream = "live/" STREAM_A};
-    bool ended = tl_wait_until(rec_ended, &w, 20000, 250);
+    tl_rec_t w;
+    bool ended = tl_wait_recording_ended(p.http_port, token, "live/" STREAM_A,
+                                         20000, &w) == 0;
     if (!ended)
         dump(&p, &pa);
     ck_assert_msg(ended,
                   "/api/recordings does not list live/%s's recording as "
                   "ended 20 s after its publisher left: %s",
-                  STREAM_A, w.body);
+                  STREAM_A, w.last);
     ck_assert_msg(w.bytes > 0, "recording %lld: %lld bytes", w.id, w.bytes);
     int nsegs = 0;
     double vod_s = check_vod(&p, w.id, &nsegs);
@@ -680,7 +490,7 @@ START_TEST(test_disk_full)
 
     tl_pub_stop(&pb, SIGTERM);
     char tmp[1024];
-    ck_assert_msg(!find_tmp(rec_dir, tmp, sizeof(tmp)),
+    ck_assert_msg(!tl_find_file_suffix(rec_dir, ".tmp", tmp, sizeof(tmp)),
                   "temporary file left in the recordings: %s", tmp);
     metrics(p.http_port, token, &m);
     ck_assert_msg(m.errors == 2, "at the end: write errors %lld (want 2)",
@@ -691,10 +501,10 @@ START_TEST(test_disk_full)
     /* after the exit: still one line per stream, no secret anywhere */
     check_stop_line(&p, "live/" STREAM_A, true, secrets);
     check_stop_line(&p, "live/" STREAM_B, false, secrets);
-    assert_not_logged(p.log, token, "API token");
-    assert_not_logged(p.log, ka, "stream key");
-    assert_not_logged(p.log, kb, "stream key");
-    ck_assert_msg(!find_tmp(rec_dir, tmp, sizeof(tmp)),
+    tl_assert_not_logged(p.log, token, "API token");
+    tl_assert_not_logged(p.log, ka, "stream key");
+    tl_assert_not_logged(p.log, kb, "stream key");
+    ck_assert_msg(!tl_find_file_suffix(rec_dir, ".tmp", tmp, sizeof(tmp)),
                   "temporary file left in the recordings after the exit: %s",
                   tmp);
 

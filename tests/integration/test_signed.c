@@ -27,7 +27,6 @@
 #include "tests/lib/testlib.h"
 
 #include <check.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -145,49 +144,19 @@ static const char *hmac_of(const char *t)
 
 /* ---- processes ----------------------------------------------------------- */
 
-static const char *bin(void)
+/* tl_cli() on the fixture's data dir with the words w0 w1 w2 (NULL ends
+ * them early). Returns the exit code (-1: did not exit normally); stdout
+ * into *out (caller frees; may be NULL). Prints stderr (redacted) if it
+ * failed. */
+static int cli(char **out, const char *w0, const char *w1, const char *w2)
 {
-    const char *b = getenv("PODIUM_BIN");
-    return (b && b[0]) ? b : "build/podium";
-}
-
-/* Runs `podium --data-dir <F.data> w0 w1 w2 w3` (NULL-terminated). Returns
- * the exit code (-1: did not exit normally); stdout into *out (caller
- * frees; may be NULL). Prints stderr (redacted) if it failed. */
-static int cli(char **out, const char *w0, const char *w1, const char *w2,
-               const char *w3)
-{
-    char *argv[] = {(char *)bin(), "--data-dir", F.data,     (char *)w0,
-                    (char *)w1,    (char *)w2,   (char *)w3, NULL};
     char *err = NULL;
-    int st = tl_run(argv, 30000, out, &err);
-    int rc = (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+    int rc = tl_cli(F.dir, out, &err, w0, w1, w2, NULL);
     if (rc != 0)
-        printf("  podium %s %s: wait status %d, stderr: %s\n", w0, w1 ? w1 : "",
-               st, red(err));
+        printf("  podium %s %s: exit code %d, stderr: %s\n", w0, w1 ? w1 : "",
+               rc, red(err));
     free(err);
     return rc;
-}
-
-/* Copies the word after "<label> " at a line start of text into out. */
-static bool field_after(const char *text, const char *label, char *out,
-                        size_t outlen)
-{
-    size_t ll = strlen(label);
-    for (const char *l = text; l && *l;) {
-        if (strncmp(l, label, ll) == 0 && l[ll] == ' ') {
-            const char *v = l + ll + 1;
-            size_t n = strcspn(v, " \r\n");
-            if (n == 0 || n >= outlen)
-                return false;
-            memcpy(out, v, n);
-            out[n] = 0;
-            return true;
-        }
-        const char *e = strchr(l, '\n');
-        l = e ? e + 1 : NULL;
-    }
-    return false;
 }
 
 /* `podium playback sign what`: the token into out. Returns true if the
@@ -196,8 +165,8 @@ static bool cli_sign(const char *what, char *out, size_t outlen, char *all,
                      size_t alllen)
 {
     char *o = NULL;
-    int rc = cli(&o, "playback", "sign", what, NULL);
-    bool ok = rc == 0 && o && field_after(o, "token", out, outlen);
+    int rc = cli(&o, "playback", "sign", what);
+    bool ok = rc == 0 && o && tl_field_after(o, "token", out, outlen);
     if (all)
         snprintf(all, alllen, "%s", o ? o : "");
     free(o);
@@ -241,69 +210,6 @@ static void expect_403(const char *path, const char *what, const char *secret)
                         strstr(body, hmac_of(secret))),
                   "%s: the 403 body quotes the token: %s", what, red(body));
     tl_resp_free(&r);
-}
-
-typedef struct {
-    char *d;
-    size_t len;
-} sbuf_t;
-
-static size_t sbuf_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    sbuf_t *b = ud;
-    size_t n = size * nmemb;
-    char *nd = realloc(b->d, b->len + n + 1);
-    if (!nd)
-        return 0;
-    b->d = nd;
-    memcpy(b->d + b->len, ptr, n);
-    b->len += n;
-    b->d[b->len] = 0;
-    return n;
-}
-
-/* method path with Authorization: Bearer bearer (NULL: none), a JSON body
- * (NULL: none) and, if gzip, Accept-Encoding: gzip (decoded by curl).
- * Returns the status (0: no answer); the body into *out (caller frees). */
-static long http(const char *method, const char *path, const char *bearer,
-                 const char *body, bool gzip, char **out)
-{
-    CURL *h = curl_easy_init();
-    ck_assert(h);
-    char url[2048], auth[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", F.p.http_port, path);
-    sbuf_t b = {0};
-    struct curl_slist *hd = NULL;
-    if (bearer) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
-        hd = curl_slist_append(hd, auth);
-    }
-    if (body)
-        hd = curl_slist_append(hd, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    if (gzip)
-        curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip");
-    if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sbuf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    long status = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    if (out)
-        *out = b.d ? b.d : strdup("");
-    else
-        free(b.d);
-    return status;
 }
 
 /* ---- playlists ---------------------------------------------------------- */
@@ -420,7 +326,8 @@ static int fetch_all(const char *base, const uris_t *u, const char *token,
             char pl[1024];
             snprintf(pl, sizeof(pl), "%s?" PARAM "=%s", base, token);
             char *body = NULL;
-            long s2 = http("GET", pl, NULL, NULL, false, &body);
+            long s2 =
+                tl_http(F.p.http_port, "GET", pl, NULL, NULL, NULL, 0, &body);
             bool listed = s2 == 200 && strstr(body, no_query(u->u[i].uri));
             free(body);
             ck_assert_msg(!listed, "%s: GET %s: 404 though still listed", what,
@@ -531,8 +438,13 @@ static bool setup_steps(void)
     /* 1. protect show with the CLI before the server runs */
     char set[400];
     snprintf(set, sizeof(set), "data_dir=%s", F.data);
-    char *argv[] = {(char *)bin(), "--set", set, "playback",
-                    "protect",     "show",  NULL};
+    char *argv[] = {(char *)tl_podium_bin(),
+                    "--set",
+                    set,
+                    "playback",
+                    "protect",
+                    "show",
+                    NULL};
     char *out = NULL, *err = NULL;
     int st = tl_run(argv, 30000, &out, &err);
     F.protect_rc = (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
@@ -569,13 +481,10 @@ static bool setup_steps(void)
                           "'token ...' line%s",
                           NULL);
     add_secret(F.token);
-    char *o = NULL;
-    if (cli(&o, "tokens", "create", NULL, NULL) != 0 || !o ||
-        !field_after(o, "token", F.bearer, sizeof(F.bearer))) {
-        free(o);
-        return fail_setup("`podium tokens create` failed%s", NULL);
-    }
-    free(o);
+    char why[1024];
+    if (tl_token_create(F.dir, NULL, F.bearer, sizeof(F.bearer), why,
+                        sizeof(why)) != 0)
+        return fail_setup("`podium tokens create` failed: %s", red(why));
     add_secret(F.bearer);
 
     char path[2048];
@@ -626,11 +535,11 @@ START_TEST(test_cli_and_listings)
 
     /* `playback sign show` prints token, param and url lines */
     char param[64] = "", url[2 * PD_TOKEN_MAX], want[2 * PD_TOKEN_MAX];
-    ck_assert_msg(field_after(F.sign_out, "param", param, sizeof(param)) &&
+    ck_assert_msg(tl_field_after(F.sign_out, "param", param, sizeof(param)) &&
                       strcmp(param, PARAM) == 0,
                   "`playback sign show` printed param '%s', not " PARAM, param);
     snprintf(want, sizeof(want), "/live/show/index.m3u8?" PARAM "=%s", F.token);
-    ck_assert_msg(field_after(F.sign_out, "url", url, sizeof(url)) &&
+    ck_assert_msg(tl_field_after(F.sign_out, "url", url, sizeof(url)) &&
                       strcmp(url, want) == 0,
                   "`playback sign show` printed url '%s', not "
                   "/live/show/index.m3u8?" PARAM "=<token>",
@@ -640,7 +549,7 @@ START_TEST(test_cli_and_listings)
 
     /* `playback list` */
     char *o = NULL;
-    ck_assert_msg(cli(&o, "playback", "list", NULL, NULL) == 0,
+    ck_assert_msg(cli(&o, "playback", "list", NULL) == 0,
                   "`playback list` failed");
     ck_assert_msg(o && strstr(o, "live/show") && !strstr(o, "live/open"),
                   "`playback list` does not list exactly live/show: %s",
@@ -671,10 +580,12 @@ START_TEST(test_cli_and_listings)
 
     /* /api/streams: 401 without bearer; signed_playback per stream */
     char *out = NULL;
-    long st = http("GET", "/api/streams", NULL, NULL, false, &out);
+    long st = tl_http(F.p.http_port, "GET", "/api/streams", NULL, NULL, NULL, 0,
+                      &out);
     ck_assert_msg(st == 401, "GET /api/streams without a bearer: %ld", st);
     free(out);
-    st = http("GET", "/api/streams", F.bearer, NULL, false, &out);
+    st = tl_http(F.p.http_port, "GET", "/api/streams", F.bearer, NULL, NULL, 0,
+                 &out);
     ck_assert_msg(st == 200, "GET /api/streams: %ld", st);
     json_t *o2 = json_loads(out, 0, NULL);
     int show_signed = -1, open_signed = -1;
@@ -700,7 +611,8 @@ START_TEST(test_cli_and_listings)
     free(out);
 
     /* GET /api/playback lists the mark */
-    st = http("GET", "/api/playback", F.bearer, NULL, false, &out);
+    st = tl_http(F.p.http_port, "GET", "/api/playback", F.bearer, NULL, NULL, 0,
+                 &out);
     ck_assert_msg(st == 200 && strstr(out, "\"live/show\"") &&
                       strstr(out, "\"token_param\":\"" PARAM "\""),
                   "GET /api/playback: %ld %s", st, red(out));
@@ -856,8 +768,9 @@ START_TEST(test_signed_uris)
     /* a token from the API works too, and each token gets its own copy of
      * a playlist, gzipped or not (no mix-up through the caches) */
     char *out = NULL;
-    long st = http("POST", "/api/sign", F.bearer,
-                   "{\"stream\":\"show\",\"ttl_s\":60}", false, &out);
+    long st = tl_http(F.p.http_port, "POST", "/api/sign", F.bearer,
+                      "application/json", "{\"stream\":\"show\",\"ttl_s\":60}",
+                      0, &out);
     json_t *o = json_loads(out, 0, NULL);
     const char *t2 = json_string_value(json_object_get(o, "token"));
     add_secret(t2);
@@ -884,7 +797,8 @@ START_TEST(test_signed_uris)
         for (int t = 0; t < 2; t++) {
             const char *tk = t ? tok2 : F.token;
             snprintf(path, sizeof(path), "%s?" PARAM "=%s", src, tk);
-            st = http("GET", path, NULL, NULL, g == 1, &out);
+            st = tl_http(F.p.http_port, "GET", path, NULL, NULL, NULL,
+                         g == 1 ? TL_HTTP_GZIP : 0, &out);
             char what[96];
             snprintf(what, sizeof(what), "source playlist, %s token%s",
                      t ? "API" : "CLI", g ? ", gzip" : "");
@@ -965,6 +879,59 @@ START_TEST(test_refused_tokens)
     snprintf(path, sizeof(path), "/live/open/index.m3u8?" PARAM "=%s", F.token);
     get_200(path, "live/open with show's token", &r);
     tl_resp_free(&r);
+
+    /* a short-lived token: what it fetches is cacheable only until it
+     * expires (max-age capped at exp - now), media and playlists */
+    char shortt[PD_TOKEN_MAX + 1];
+    make_token("/live/show/*", 0, (int64_t)time(NULL) + 30, shortt,
+               sizeof(shortt));
+    snprintf(path, sizeof(path), "/live/show/source/index.m3u8?" PARAM "=%s",
+             shortt);
+    get_200(path, "media playlist with a 30-s token", &r);
+    long age = tl_max_age(&r);
+    ck_assert_msg(age >= 0 && age <= 30,
+                  "playlist with a 30-s token: max-age %ld, want <= 30", age);
+    char seg[256] = "";
+    for (const char *l = (const char *)r.body; l && *l && !seg[0];) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        if (len && l[0] != '#' && len < sizeof(seg)) {
+            memcpy(seg, l, len);
+            seg[len] = '\0';
+        }
+        l = e ? e + 1 : NULL;
+    }
+    tl_resp_free(&r);
+    ck_assert_msg(seg[0], "no segment line in the signed playlist");
+    snprintf(path, sizeof(path), "/live/show/source/%s", seg);
+    get_200(path, "segment with a 30-s token", &r);
+    age = tl_max_age(&r);
+    ck_assert_msg(age >= 0 && age <= 30,
+                  "segment with a 30-s token: max-age %ld, want <= 30", age);
+    tl_resp_free(&r);
+    /* a long-lived token keeps the long max-age of immutable media */
+    snprintf(path, sizeof(path), "/live/show/source/%s", seg);
+    char *q = strstr(path, "?");
+    ck_assert(q);
+    snprintf(q, sizeof(path) - (size_t)(q - path), "?" PARAM "=%s", good);
+    get_200(path, "segment with a 600-s token", &r);
+    age = tl_max_age(&r);
+    ck_assert_msg(age > 30 && age <= 600,
+                  "segment with a 600-s token: max-age %ld", age);
+    tl_resp_free(&r);
+
+    /* the CLI never widens a stream name into patterns */
+    char *o = NULL;
+    char *err = NULL;
+    const char *const bad[] = {"x!/vod", "*", "a/b", "../x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = tl_cli(F.dir, &o, &err, "playback", "sign", bad[i], NULL);
+        ck_assert_msg(rc != 0 && !(o && strstr(o, "token ")),
+                      "`playback sign %s` made a token", bad[i]);
+        free(o);
+        free(err);
+        o = err = NULL;
+    }
     assert_log_clean(good, other);
 }
 END_TEST
@@ -1068,30 +1035,6 @@ typedef struct {
     long long show_id, open_id;
 } recs_t;
 
-/* True once /api/recordings lists ended recordings of show and open. */
-static bool recs_ended(void *arg)
-{
-    recs_t *w = arg;
-    char *out = NULL;
-    long st = http("GET", "/api/recordings", F.bearer, NULL, false, &out);
-    json_t *o = st == 200 ? json_loads(out, 0, NULL) : NULL;
-    free(out);
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(o, "recordings"), i, e)
-    {
-        const char *s = json_string_value(json_object_get(e, "stream"));
-        bool ended = json_is_false(json_object_get(e, "recording"));
-        long long id = json_integer_value(json_object_get(e, "id"));
-        if (s && ended && strcmp(s, "live/show") == 0)
-            w->show_id = id;
-        if (s && ended && strcmp(s, "live/open") == 0)
-            w->open_id = id;
-    }
-    json_decref(o);
-    return w->show_id > 0 && w->open_id > 0;
-}
-
 /* The recordings of show and open, once both ended (asserts). */
 static recs_t wait_recordings(void)
 {
@@ -1099,11 +1042,16 @@ static recs_t wait_recordings(void)
     ck_assert_msg(tl_pub_wait(&F.show, (PUB_S + 20) * 1000) == 0 &&
                       tl_pub_wait(&F.open, 20000) == 0,
                   "a publisher did not finish");
-    recs_t w = {0, 0};
-    ck_assert_msg(tl_wait_until(recs_ended, &w, 20000, 200),
+    tl_rec_t rs = {0}, ro = {0};
+    bool ok = tl_wait_recording_ended(F.p.http_port, F.bearer, "live/show",
+                                      20000, &rs) == 0 &&
+              tl_wait_recording_ended(F.p.http_port, F.bearer, "live/open",
+                                      20000, &ro) == 0;
+    ck_assert_msg(ok,
                   "/api/recordings lists no ended recording of live/show "
                   "(%lld) and live/open (%lld) after 20 s",
-                  w.show_id, w.open_id);
+                  rs.id, ro.id);
+    recs_t w = {rs.id, ro.id};
     tl_note("recordings %lld (show) and %lld (open) ended, %lld ms after the "
             "check began",
             w.show_id, w.open_id, (long long)(tl_now_ms() - t0));
@@ -1145,12 +1093,26 @@ START_TEST(test_recording)
     expect_403(mv, "VOD multivariant without a token", NULL);
     snprintf(path, sizeof(path), "%s?" PARAM "=%s", mv, F.token);
     expect_403(path, "VOD with the live token (acl /live/show/*)", F.token);
+    /* a recording that does not exist answers like a protected one
+     * without a valid token (no enumeration of protected ids by 403 vs
+     * 404), and 404 with a token valid for its path */
+    expect_403("/vod/999999/index.m3u8", "unknown recording, no token", NULL);
+    char t999[PD_TOKEN_MAX + 1];
+    make_token("/vod/999999/*", 0, (int64_t)time(NULL) + 600, t999,
+               sizeof(t999));
+    snprintf(path, sizeof(path), "/vod/999999/index.m3u8?" PARAM "=%s", t999);
+    tl_resp_t r404;
+    ck_assert_msg(get(path, &r404) == 404,
+                  "unknown recording with a valid token: %ld, want 404",
+                  r404.status);
+    tl_resp_free(&r404);
 
     /* a token for the recording from the API */
     char body[128];
     snprintf(body, sizeof(body), "{\"recording\":%lld,\"ttl_s\":60}", id);
     char *out = NULL;
-    long st = http("POST", "/api/sign", F.bearer, body, false, &out);
+    long st = tl_http(F.p.http_port, "POST", "/api/sign", F.bearer,
+                      "application/json", body, 0, &out);
     json_t *o = json_loads(out, 0, NULL);
     const char *t = json_string_value(json_object_get(o, "token"));
     add_secret(t);
@@ -1220,12 +1182,14 @@ START_TEST(test_unprotect_and_log)
     expect_403("/live/show/index.m3u8", "live before unprotecting", NULL);
 
     char *out = NULL;
-    long st = http("POST", "/api/playback", NULL,
-                   "{\"stream\":\"show\",\"signed\":false}", false, &out);
+    long st = tl_http(F.p.http_port, "POST", "/api/playback", NULL,
+                      "application/json",
+                      "{\"stream\":\"show\",\"signed\":false}", 0, &out);
     ck_assert_msg(st == 401, "POST /api/playback without a bearer: %ld", st);
     free(out);
-    st = http("POST", "/api/playback", F.bearer,
-              "{\"stream\":\"show\",\"signed\":false}", false, &out);
+    st = tl_http(F.p.http_port, "POST", "/api/playback", F.bearer,
+                 "application/json", "{\"stream\":\"show\",\"signed\":false}",
+                 0, &out);
     ck_assert_msg(st == 200 && strstr(out, "\"signed\":false"),
                   "POST /api/playback signed=false: %ld %s", st, red(out));
     free(out);
@@ -1248,8 +1212,9 @@ START_TEST(test_unprotect_and_log)
     tl_resp_free(&r);
 
     /* and back: applies at once too */
-    st = http("POST", "/api/playback", F.bearer,
-              "{\"stream\":\"live/show\",\"signed\":true}", false, &out);
+    st = tl_http(F.p.http_port, "POST", "/api/playback", F.bearer,
+                 "application/json",
+                 "{\"stream\":\"live/show\",\"signed\":true}", 0, &out);
     ck_assert_msg(st == 200, "POST /api/playback signed=true: %ld %s", st,
                   red(out));
     free(out);

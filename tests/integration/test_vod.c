@@ -16,8 +16,6 @@
 #include "tests/lib/testlib.h"
 
 #include <check.h>
-#include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -26,141 +24,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define GOP_MS 2000 /* -g 60 at 30 fps */
 #define PUB_S 10
 static const char *const SETS[] = {"transcode=0", "recording=1", NULL};
 
-static const char *bin(void)
-{
-    const char *b = getenv("PODIUM_BIN");
-    return (b && b[0]) ? b : "build/podium";
-}
-
-/* ---- HTTP with a method, a token, and the path as it is ----------------- */
-
-typedef struct {
-    char *d;
-    size_t len;
-} sbuf_t;
-
-static size_t sbuf_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    sbuf_t *b = ud;
-    size_t n = size * nmemb;
-    char *nd = realloc(b->d, b->len + n + 1);
-    if (!nd)
-        return 0;
-    b->d = nd;
-    memcpy(b->d + b->len, ptr, n);
-    b->len += n;
-    b->d[b->len] = 0;
-    return n;
-}
-
-/* method path (sent as it is: no dot-segment removal) with an optional
- * bearer token. Returns the status (0: no answer); body into *out (caller
- * frees; may be NULL). */
-static long req(int port, const char *method, const char *path,
-                const char *token, char **out)
-{
-    CURL *h = curl_easy_init();
-    ck_assert(h);
-    char url[512], auth[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    sbuf_t b = {0};
-    struct curl_slist *hd = NULL;
-    if (token) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        hd = curl_slist_append(hd, auth);
-    }
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sbuf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    long status = 0;
-    if (curl_easy_perform(h) == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    if (out)
-        *out = b.d ? b.d : strdup("");
-    else
-        free(b.d);
-    return status;
-}
-
-/* `podium --data-dir <dir>/data tokens create`: the secret. Asserts. */
-static void token_create(const char *dir, char *secret, size_t slen)
-{
-    char data[320];
-    snprintf(data, sizeof(data), "%s/data", dir);
-    char *argv[] = {(char *)bin(), "--data-dir", data,
-                    "tokens",      "create",     NULL};
-    char *out = NULL, *err = NULL;
-    int st = tl_run(argv, 30000, &out, &err);
-    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "tokens create: status %d: %s", st, err ? err : "");
-    const char *t = out ? strstr(out, "pt_") : NULL;
-    ck_assert_msg(t, "tokens create printed no pt_...: %s", out ? out : "");
-    size_t n = strcspn(t, " \r\n");
-    ck_assert(n > 20 && n < slen);
-    memcpy(secret, t, n);
-    secret[n] = 0;
-    free(out);
-    free(err);
-}
-
 /* ---- recordings ---------------------------------------------------------- */
 
-typedef struct {
-    int port;
-    long long id; /* found */
-    double duration_s;
-} recwait_t;
-
-/* True once /recordings.json lists a recording. */
-static bool rec_listed(void *arg)
+/* Waits for /recordings.json to list the ended recording of stream
+ * ("live/<name>") with its VOD URL; returns its id. Asserts. */
+static long long wait_recording(int port, const char *stream, int timeout_ms)
 {
-    recwait_t *w = arg;
-    tl_resp_t r;
-    if (tl_get(&r, 5000, "http://127.0.0.1:%d/recordings.json", w->port) ||
-        r.status != 200) {
-        tl_resp_free(&r);
-        return false;
-    }
-    json_t *a = json_loadb((const char *)r.body, r.len, 0, NULL);
-    tl_resp_free(&r);
-    json_t *e = json_array_get(a, 0);
-    bool ok = e && json_integer_value(json_object_get(e, "id")) > 0 &&
-              json_is_string(json_object_get(e, "ended"));
-    if (ok) {
-        w->id = json_integer_value(json_object_get(e, "id"));
-        w->duration_s = json_number_value(json_object_get(e, "duration_s"));
-        char want[64];
-        snprintf(want, sizeof(want), "/vod/%lld/index.m3u8", w->id);
-        const char *url = json_string_value(json_object_get(e, "url"));
-        ck_assert_msg(url && strcmp(url, want) == 0, "url %s, not %s",
-                      url ? url : "(none)", want);
-    }
-    json_decref(a);
-    return ok;
-}
-
-static long long wait_recording(int port, int timeout_ms)
-{
-    recwait_t w = {.port = port};
-    ck_assert_msg(tl_wait_until(rec_listed, &w, timeout_ms, 250),
-                  "no ended recording in /recordings.json after %d ms",
-                  timeout_ms);
-    tl_note("recording %lld listed, duration %.3f s", w.id, w.duration_s);
-    return w.id;
+    tl_rec_t rec;
+    ck_assert_msg(
+        tl_wait_recording_ended(port, NULL, stream, timeout_ms, &rec) == 0,
+        "no ended recording of %s in /recordings.json after %d ms: %.300s",
+        stream, timeout_ms, rec.last);
+    char want[64];
+    snprintf(want, sizeof(want), "/vod/%lld/index.m3u8", rec.id);
+    ck_assert_msg(strcmp(rec.url, want) == 0, "url %s, not %s",
+                  rec.url[0] ? rec.url : "(none)", want);
+    tl_note("recording %lld listed, duration %.3f s", rec.id, rec.duration_s);
+    return rec.id;
 }
 
 /* What a VOD looks like from outside. */
@@ -247,57 +133,13 @@ static void check_vod(int port, long long id, vod_t *v)
  * it read to the end without errors. */
 static long count_frames(int port, long long id)
 {
-    char url[160];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/vod/%lld/index.m3u8", port,
-             id);
-    char *argv[] = {"ffprobe",
-                    "-v",
-                    "error",
-                    "-count_frames",
-                    "-select_streams",
-                    "v:0",
-                    "-show_entries",
-                    "stream=nb_read_frames",
-                    "-of",
-                    "csv=p=0",
-                    url,
-                    NULL};
-    char *out = NULL, *err = NULL;
-    int st = tl_run(argv, 60000, &out, &err);
-    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "ffprobe on the VOD: status %d: %s", st, err ? err : "");
-    ck_assert_msg(!err || !strstr(err, "rror"),
-                  "ffprobe reported errors on the VOD: %s", err);
-    long frames = out ? strtol(out, NULL, 10) : 0;
-    free(out);
-    free(err);
+    char path[96], err[1024];
+    snprintf(path, sizeof(path), "/vod/%lld/index.m3u8", id);
+    long frames = 0;
+    ck_assert_msg(
+        tl_ffprobe_http_frames(port, path, &frames, err, sizeof(err)) == 0,
+        "%s", err);
     return frames;
-}
-
-/* Any file named *.tmp below dir (recursively): its path into out. */
-static bool find_tmp(const char *dir, char *out, size_t outlen)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return false;
-    struct dirent *e;
-    bool found = false;
-    while (!found && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[1024];
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        size_t n = strlen(e->d_name);
-        struct stat sb;
-        if (n >= 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) {
-            snprintf(out, outlen, "%s", p);
-            found = true;
-        } else if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            found = find_tmp(p, out, outlen);
-        }
-    }
-    closedir(d);
-    return found;
 }
 
 /* ---- 1. a finished recording --------------------------------------------- */
@@ -312,7 +154,7 @@ START_TEST(test_vod_roundtrip)
     ck_assert(tl_pub_start(&pub, dir, p.rtmp_port, "rec", GOP_MS, PUB_S) == 0);
     ck_assert_msg(tl_pub_wait(&pub, (PUB_S + 20) * 1000) == 0,
                   "the publisher did not finish");
-    long long id = wait_recording(p.http_port, 20000);
+    long long id = wait_recording(p.http_port, "live/rec", 20000);
 
     vod_t v;
     check_vod(p.http_port, id, &v);
@@ -354,7 +196,8 @@ START_TEST(test_vod_roundtrip)
     snprintf(bad[nb++], sizeof(bad[0]), "/vod/%lld/%s/999999.m4s", id, rname);
     for (int i = 0; i < nb; i++) {
         char *body = NULL;
-        long st = req(p.http_port, "GET", bad[i], NULL, &body);
+        long st =
+            tl_http(p.http_port, "GET", bad[i], NULL, NULL, NULL, 0, &body);
         ck_assert_msg(st >= 400 && st < 500, "GET %s: %ld", bad[i], st);
         ck_assert_msg(!strstr(body, "SQLite"), "GET %s served the catalogue",
                       bad[i]);
@@ -363,12 +206,16 @@ START_TEST(test_vod_roundtrip)
 
     /* The admin API. */
     char *out = NULL;
-    long st = req(p.http_port, "GET", "/api/recordings", NULL, &out);
+    long st = tl_http(p.http_port, "GET", "/api/recordings", NULL, NULL, NULL,
+                      0, &out);
     ck_assert_msg(st == 401, "GET /api/recordings without a token: %ld", st);
     free(out);
-    char token[128];
-    token_create(dir, token, sizeof(token));
-    st = req(p.http_port, "GET", "/api/recordings", token, &out);
+    char token[128], why[1024];
+    ck_assert_msg(
+        tl_token_create(dir, NULL, token, sizeof(token), why, sizeof(why)) == 0,
+        "%s", why);
+    st = tl_http(p.http_port, "GET", "/api/recordings", token, NULL, NULL, 0,
+                 &out);
     ck_assert_msg(st == 200, "GET /api/recordings: %ld %s", st, out);
     json_t *o = json_loads(out, 0, NULL);
     json_t *e = json_array_get(json_object_get(o, "recordings"), 0);
@@ -381,13 +228,15 @@ START_TEST(test_vod_roundtrip)
 
     char path[128];
     snprintf(path, sizeof(path), "/api/recordings/%lld", id);
-    st = req(p.http_port, "DELETE", path, token, NULL);
+    st = tl_http(p.http_port, "DELETE", path, token, NULL, NULL, 0, NULL);
     ck_assert_msg(st == 204, "DELETE %s: %ld", path, st);
-    st = req(p.http_port, "DELETE", path, token, NULL);
+    st = tl_http(p.http_port, "DELETE", path, token, NULL, NULL, 0, NULL);
     ck_assert_msg(st == 404, "second DELETE %s: %ld", path, st);
     snprintf(path, sizeof(path), "/vod/%lld/index.m3u8", id);
-    ck_assert_int_eq(req(p.http_port, "GET", path, NULL, NULL), 404);
-    ck_assert_int_eq(req(p.http_port, "GET", v.video, NULL, NULL), 404);
+    ck_assert_int_eq(
+        tl_http(p.http_port, "GET", path, NULL, NULL, NULL, 0, NULL), 404);
+    ck_assert_int_eq(
+        tl_http(p.http_port, "GET", v.video, NULL, NULL, NULL, 0, NULL), 404);
     char rdir[600];
     snprintf(rdir, sizeof(rdir), "%s/data/recordings/%lld", dir, id);
     struct stat sb;
@@ -420,10 +269,10 @@ START_TEST(test_vod_after_crash)
                   "podium did not restart after SIGKILL");
     char rdir[600], tmp[1024];
     snprintf(rdir, sizeof(rdir), "%s/data/recordings", dir);
-    ck_assert_msg(!find_tmp(rdir, tmp, sizeof(tmp)),
+    ck_assert_msg(!tl_find_file_suffix(rdir, ".tmp", tmp, sizeof(tmp)),
                   "temporary file left after the restart: %s", tmp);
 
-    long long id = wait_recording(p.http_port, 20000);
+    long long id = wait_recording(p.http_port, "live/crash", 20000);
     vod_t v;
     check_vod(p.http_port, id, &v); /* ENDLIST, every file there */
     long frames = count_frames(p.http_port, id);

@@ -1,6 +1,7 @@
 /*
- * tests/lib/testlib.c - processes, files, HTTP, ffprobe and waiting for
- * podium's integration tests (see testlib.h for the contracts).
+ * tests/lib/testlib.c - processes, files, podium's CLI, HTTP, ffprobe and
+ * waiting for podium's integration tests (see testlib.h for the
+ * contracts).
  *
  * Child processes are started with fork+exec; each child asks the kernel
  * for SIGKILL when its parent dies (PR_SET_PDEATHSIG), so a test killed by
@@ -9,12 +10,14 @@
 #include "testlib.h"
 
 #include <arpa/inet.h>
+#include <check.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -172,6 +175,42 @@ void tl_print_tail(const char *path, int lines, const char *prefix)
     free(s);
 }
 
+bool tl_find_file_suffix(const char *dir, const char *suffix, char *out,
+                         size_t outlen)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    size_t sl = strlen(suffix);
+    struct dirent *e;
+    bool found = false;
+    while (!found && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[1024];
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        size_t n = strlen(e->d_name);
+        struct stat sb;
+        if (n >= sl && strcmp(e->d_name + n - sl, suffix) == 0) {
+            snprintf(out, outlen, "%s", p);
+            found = true;
+        } else if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            found = tl_find_file_suffix(p, suffix, out, outlen);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+void tl_assert_not_logged(const char *log, const char *secret, const char *what)
+{
+    char *s = tl_read_file(log, NULL);
+    ck_assert_msg(s, "cannot read %s", log);
+    bool leaked = strstr(s, secret) != NULL;
+    free(s);
+    ck_assert_msg(!leaked, "the %s appears in podium's log %s", what, log);
+}
+
 /* ---- processes ----------------------------------------------------------- */
 
 /* In the child after fork: die with the parent; never return on failure. */
@@ -299,7 +338,7 @@ int tl_run(char *const argv[], int timeout_ms, char **out, char **err)
     return timed_out ? -1 : status;
 }
 
-static const char *podium_bin(void)
+const char *tl_podium_bin(void)
 {
     const char *b = getenv("PODIUM_BIN");
     return (b && b[0]) ? b : "build/podium";
@@ -317,7 +356,7 @@ int tl_podium_start_config(tl_podium_t *p, const char *dir,
     p->out_fd = -1;
     snprintf(p->dir, sizeof(p->dir), "%s", dir);
     snprintf(p->log, sizeof(p->log), "%s/podium.log", dir);
-    const char *bin = podium_bin();
+    const char *bin = tl_podium_bin();
     if (access(bin, X_OK) != 0) {
         printf("podium binary '%s' not found (PODIUM_BIN)\n", bin);
         fflush(stdout);
@@ -711,6 +750,125 @@ void tl_pub_stop(tl_pub_t *pub, int sig)
     }
 }
 
+/* ---- podium's CLI ------------------------------------------------------- */
+
+#define CLI_WORDS 16
+
+int tl_cli(const char *dir, char **out, char **err, ...)
+{
+    char data[320];
+    snprintf(data, sizeof(data), "%s/data", dir);
+    char *argv[CLI_WORDS + 4];
+    int n = 0;
+    argv[n++] = (char *)tl_podium_bin();
+    argv[n++] = "--data-dir";
+    argv[n++] = data;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *w; (w = va_arg(ap, const char *)) != NULL;) {
+        if (n == CLI_WORDS + 3) {
+            fprintf(stderr, "testlib: tl_cli: more than %d words\n", CLI_WORDS);
+            abort();
+        }
+        argv[n++] = (char *)w;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    char *e = NULL;
+    int st = tl_run(argv, 30000, out, &e);
+    int rc = (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+    if (rc != 0 && !err) {
+        printf("  podium %s %s: wait status %d, stderr: %s\n",
+               n > 3 ? argv[3] : "", n > 4 ? argv[4] : "", st, e ? e : "");
+        fflush(stdout);
+    }
+    if (err)
+        *err = e;
+    else
+        free(e);
+    return rc;
+}
+
+bool tl_field_after(const char *text, const char *label, char *out,
+                    size_t outlen)
+{
+    size_t ll = strlen(label);
+    for (const char *l = text; l && *l;) {
+        if (strncmp(l, label, ll) == 0 && l[ll] == ' ') {
+            const char *v = l + ll + 1;
+            size_t n = strcspn(v, " \r\n");
+            if (n == 0 || n >= outlen)
+                return false;
+            memcpy(out, v, n);
+            out[n] = 0;
+            return true;
+        }
+        const char *e = strchr(l, '\n');
+        l = e ? e + 1 : NULL;
+    }
+    return false;
+}
+
+/* The end of tl_token_create() and tl_key_create(): what (the command's
+ * words) exited rc with stdout out and stderr err; the word after
+ * "<label> " must start with prefix and be longer than 20 characters.
+ * Consumes out and err. Returns 0 or -1 with the reason in why. */
+static int cli_secret(const char *what, int rc, char *out, char *err,
+                      const char *label, const char *prefix, char *secret,
+                      size_t slen, char *why, size_t whylen)
+{
+    int ret = -1;
+    if (whylen)
+        why[0] = 0;
+    if (rc != 0)
+        snprintf(why, whylen, "podium %s exited %d, stderr: %s", what, rc,
+                 err ? err : "");
+    else if (!out || !tl_field_after(out, label, secret, slen))
+        snprintf(why, whylen, "podium %s printed no '%s %s...' line: %s", what,
+                 label, prefix, out ? out : "");
+    else if (strncmp(secret, prefix, strlen(prefix)) != 0 ||
+             strlen(secret) <= 20)
+        snprintf(why, whylen, "podium %s: %s '%s' does not look like %s...",
+                 what, label, secret, prefix);
+    else
+        ret = 0;
+    free(out);
+    free(err);
+    return ret;
+}
+
+int tl_token_create(const char *dir, const char *label, char *secret,
+                    size_t slen, char *err, size_t errlen)
+{
+    char *out = NULL, *e = NULL;
+    /* without a label the NULL in its place ends the words */
+    int rc = tl_cli(dir, &out, &e, "tokens", "create", label ? "--label" : NULL,
+                    label, NULL);
+    return cli_secret("tokens create", rc, out, e, "token", "pt_", secret, slen,
+                      err, errlen);
+}
+
+int tl_key_create(const char *dir, const char *name, const char *label,
+                  char *secret, size_t slen, char *id, size_t idlen, char *err,
+                  size_t errlen)
+{
+    char *out = NULL, *e = NULL;
+    int rc = tl_cli(dir, &out, &e, "keys", "create", name,
+                    label ? "--label" : NULL, label, NULL);
+    if (rc == 0 && id && (!out || !tl_field_after(out, "id", id, idlen))) {
+        snprintf(err, errlen,
+                 "podium keys create %s printed no 'id N' line: %s", name,
+                 out ? out : "");
+        free(out);
+        free(e);
+        return -1;
+    }
+    char what[128];
+    snprintf(what, sizeof(what), "keys create %s", name);
+    return cli_secret(what, rc, out, e, "key", "pk_", secret, slen, err,
+                      errlen);
+}
+
 /* ---- HTTP ---------------------------------------------------------------- */
 
 typedef struct {
@@ -904,6 +1062,67 @@ int tl_tcp_connect(int port)
     return fd;
 }
 
+long tl_http(int port, const char *method, const char *path, const char *bearer,
+             const char *ctype, const char *body, int flags, char **out)
+{
+    if (out)
+        *out = NULL;
+    if (path[0] != '/') {
+        fprintf(stderr, "testlib: tl_http: path '%s' does not start with /\n",
+                path);
+        abort();
+    }
+    char url[4096], auth[512], ct[256];
+    int ul = snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    CURL *c = ul > 0 && (size_t)ul < sizeof(url) ? curl_easy_init() : NULL;
+    if (!c) {
+        printf("  tl_http: %s %.80s...: URL too long or no curl handle\n",
+               method, path);
+        if (out)
+            *out = strdup("");
+        return 0;
+    }
+    struct curl_slist *hd = NULL;
+    if (bearer) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+        hd = curl_slist_append(hd, auth);
+    }
+    if (ctype) {
+        snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+        hd = curl_slist_append(hd, ct);
+    }
+    grow_t b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    if (flags & TL_HTTP_GZIP)
+        curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "gzip");
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    if (!b.d)
+        buf_append(&b.d, &b.len, &b.cap, "", 0);
+    if (out)
+        *out = b.d;
+    else
+        free(b.d);
+    return status;
+}
+
 /* ---- podium convenience -------------------------------------------------- */
 
 int tl_fetch_m3u8(int http_port, const char *path, int timeout_ms, tl_m3u8_t *m,
@@ -989,6 +1208,55 @@ int tl_wait_msn_above(int http_port, const char *path, int64_t msn,
 {
     wait_arg_t w = {http_port, path, 0, msn, 2};
     return tl_wait_until(wait_pred, &w, timeout_ms, 200) ? 0 : -1;
+}
+
+typedef struct {
+    int port;
+    const char *bearer;
+    const char *stream;
+    tl_rec_t *rec;
+} recwait_t;
+
+static bool rec_ended(void *arg)
+{
+    recwait_t *w = arg;
+    char *body = NULL;
+    long st = tl_http(w->port, "GET",
+                      w->bearer ? "/api/recordings" : "/recordings.json",
+                      w->bearer, NULL, NULL, 0, &body);
+    snprintf(w->rec->last, sizeof(w->rec->last), "%ld %s", st,
+             body ? body : "");
+    json_t *o = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    /* the admin API wraps the list: {"recordings": [...]} */
+    json_t *a = w->bearer ? json_object_get(o, "recordings") : o;
+    bool ok = false;
+    for (size_t i = 0; i < json_array_size(a) && !ok; i++) {
+        json_t *e = json_array_get(a, i);
+        const char *s = json_string_value(json_object_get(e, "stream"));
+        long long id = json_integer_value(json_object_get(e, "id"));
+        if (!s || strcmp(s, w->stream) != 0 || id <= 0 ||
+            !json_is_string(json_object_get(e, "ended")) ||
+            json_is_true(json_object_get(e, "recording")))
+            continue;
+        const char *url = json_string_value(json_object_get(e, "url"));
+        w->rec->id = id;
+        w->rec->bytes = json_integer_value(json_object_get(e, "bytes"));
+        w->rec->duration_s =
+            json_number_value(json_object_get(e, "duration_s"));
+        snprintf(w->rec->url, sizeof(w->rec->url), "%s", url ? url : "");
+        ok = true;
+    }
+    json_decref(o);
+    return ok;
+}
+
+int tl_wait_recording_ended(int http_port, const char *bearer,
+                            const char *stream, int timeout_ms, tl_rec_t *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    recwait_t w = {http_port, bearer, stream, rec};
+    return tl_wait_until(rec_ended, &w, timeout_ms, 250) ? 0 : -1;
 }
 
 /* ---- ffprobe ------------------------------------------------------------- */
@@ -1096,6 +1364,41 @@ int tl_ffprobe_file(const char *path, tl_probe_t *v, tl_probe_t *a)
     free(out);
     free(err);
     return ((v && v->codec[0]) || (a && a->codec[0])) ? 0 : -1;
+}
+
+int tl_ffprobe_http_frames(int http_port, const char *path, long *frames,
+                           char *err, size_t errlen)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", http_port, path);
+    char *argv[] = {"ffprobe",
+                    "-v",
+                    "error",
+                    "-count_frames",
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "stream=nb_read_frames",
+                    "-of",
+                    "csv=p=0",
+                    url,
+                    NULL};
+    char *out = NULL, *serr = NULL;
+    int st = tl_run(argv, 60000, &out, &serr);
+    *frames = out ? strtol(out, NULL, 10) : 0;
+    if (errlen)
+        err[0] = 0;
+    int rc = -1;
+    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        snprintf(err, errlen, "ffprobe on %s: status %d: %s", path, st,
+                 serr ? serr : "");
+    else if (serr && strstr(serr, "rror"))
+        snprintf(err, errlen, "ffprobe reported errors on %s: %s", path, serr);
+    else
+        rc = 0;
+    free(out);
+    free(serr);
+    return rc;
 }
 
 int tl_ffprobe(const char *dir, const void *init, size_t ilen,

@@ -15,10 +15,13 @@
  *   (PR_SET_PDEATHSIG), so a timed-out test leaves nothing running.
  * - Helpers return int status codes (0 ok, -1 failure with a message in
  *   the object's err field or on stderr); the tests assert. The few
- *   tl_*_ok() helpers assert themselves (they call ck_assert).
+ *   tl_*_ok() and tl_assert_*() helpers assert themselves (they call
+ *   ck_assert), so they belong in test bodies, never in an unchecked
+ *   fixture.
  *
- * Threads: everything is for the test's main thread, except tl_get() and
- * tl_get_async(), which any thread may use once tl_init() ran.
+ * Threads: everything is for the test's main thread, except tl_get(),
+ * tl_http() and tl_get_async(), which any thread may use once tl_init()
+ * ran.
  */
 #ifndef TESTS_LIB_TESTLIB_H
 #define TESTS_LIB_TESTLIB_H
@@ -70,6 +73,18 @@ char *tl_read_file(const char *path, size_t *len);
  * with prefix (diagnostics when a test fails). */
 void tl_print_tail(const char *path, int lines, const char *prefix);
 
+/* Looks below dir (recursively, not following symbolic links) for an entry
+ * whose name ends with suffix (e.g. ".tmp"); the first one's path into
+ * out. Returns true if there is one (false too if dir cannot be read). */
+bool tl_find_file_suffix(const char *dir, const char *suffix, char *out,
+                         size_t outlen);
+
+/* Asserting: the file log (podium's log) can be read and does not contain
+ * secret; the failure message names what ("stream key", "API token") but
+ * never quotes the secret. */
+void tl_assert_not_logged(const char *log, const char *secret,
+                          const char *what);
+
 /* ---- processes --------------------------------------------------------- */
 
 /* Runs argv (argv[0] searched in PATH) with stdin /dev/null, captures
@@ -90,8 +105,12 @@ typedef struct tl_podium_s {
     int status;    /* wait status once reaped */
 } tl_podium_t;
 
-/* Spawns $PODIUM_BIN (default build/podium, relative to the repo root, the
- * tests' working directory) with --rtmp-port 0 --http-port 0 --bind
+/* The podium binary under test: $PODIUM_BIN if set and not empty, else
+ * "build/podium" (relative to the repo root, the tests' working
+ * directory). Borrowed (the environment's or a literal). */
+const char *tl_podium_bin(void);
+
+/* Spawns tl_podium_bin() with --rtmp-port 0 --http-port 0 --bind
  * 127.0.0.1, its data dir and log inside dir, and one --set per entry of
  * the NULL-terminated sets ("key=value"; sets may be NULL). Waits (up to
  * 30 s) for the ready line and fills the ports. Returns 0, or -1 (podium
@@ -151,6 +170,41 @@ int tl_pub_wait(tl_pub_t *pub, int timeout_ms);
  * SIGKILL). Safe to call when not running. */
 void tl_pub_stop(tl_pub_t *pub, int sig);
 
+/* ---- podium's CLI ------------------------------------------------------ */
+
+/* Runs `tl_podium_bin() --data-dir <dir>/data word...` (the words are
+ * NULL-terminated, at most 16; dir is the directory given to
+ * tl_podium_start(), whether or not that podium runs) with a 30 s limit.
+ * stdout and stderr into new NUL-terminated buffers (caller frees; either
+ * pointer may be NULL to discard). If it does not exit 0 and err is NULL,
+ * prints the first two words, the wait status and its stderr to stdout
+ * (a caller whose stderr may hold secrets passes err and prints it
+ * redacted). Returns the exit code, or -1 if it could not run, timed out
+ * or died of a signal. */
+int tl_cli(const char *dir, char **out, char **err, ...)
+    __attribute__((sentinel));
+
+/* Copies the word after "<label> " at the start of a line of text (the
+ * CLI's "key pk_...", "token pt_...", "id 3" lines) into out. Returns
+ * false if there is no such line, the word is empty or does not fit. */
+bool tl_field_after(const char *text, const char *label, char *out,
+                    size_t outlen);
+
+/* `podium --data-dir <dir>/data tokens create [--label label]` (label may
+ * be NULL): the API token (pt_..., more than 20 characters) into secret.
+ * Returns 0, or -1 with the reason in err (it may quote the command's
+ * stdout and stderr: redact before printing where that matters). */
+int tl_token_create(const char *dir, const char *label, char *secret,
+                    size_t slen, char *err, size_t errlen);
+
+/* `podium --data-dir <dir>/data keys create name [--label label]`: the
+ * stream key (pk_..., more than 20 characters) into secret and its id into
+ * id (id may be NULL). Returns 0, or -1 with the reason in err (as
+ * tl_token_create()). */
+int tl_key_create(const char *dir, const char *name, const char *label,
+                  char *secret, size_t slen, char *id, size_t idlen, char *err,
+                  size_t errlen);
+
 /* ---- HTTP (libcurl) ---------------------------------------------------- */
 
 typedef struct tl_resp_s {
@@ -194,6 +248,19 @@ void tl_async_join(tl_async_t *a, tl_resp_t *out, int64_t *done_ms);
 
 /* A TCP connection to 127.0.0.1:port (blocking socket). Returns fd or -1. */
 int tl_tcp_connect(int port);
+
+/* tl_http() flags. */
+#define TL_HTTP_GZIP 0x1 /* Accept-Encoding: gzip; the body comes decoded */
+
+/* method (GET, POST, DELETE...) http://127.0.0.1:<port><path>, path sent
+ * as it is (no dot-segment removal, so tests can send hostile paths; it
+ * must start with '/', else the test aborts), with Authorization: Bearer
+ * bearer (NULL: none), Content-Type: ctype (NULL: none) and body (NULL:
+ * none), 15 s limit. Returns the HTTP status, 0 if no answer came; the
+ * body into *out as a new NUL-terminated buffer ("" if none; caller
+ * frees; out may be NULL to discard). */
+long tl_http(int port, const char *method, const char *path, const char *bearer,
+             const char *ctype, const char *body, int flags, char **out);
 
 /* ---- m3u8 -------------------------------------------------------------- */
 
@@ -353,6 +420,24 @@ int tl_wait_msn_above(int http_port, const char *path, int64_t msn,
 typedef bool (*tl_pred_pt)(void *arg);
 bool tl_wait_until(tl_pred_pt fn, void *arg, int timeout_ms, int poll_ms);
 
+/* A recording as podium lists it. */
+typedef struct tl_rec_s {
+    long long id;         /* > 0 once found */
+    long long bytes;      /* size on disk, bytes (admin list only, else 0) */
+    double duration_s;    /* seconds */
+    char url[TL_URI_MAX]; /* its VOD playlist, "/vod/<id>/index.m3u8" */
+    char last[2048];      /* the last answer, "<status> <body>"
+                             (diagnostics; truncated) */
+} tl_rec_t;
+
+/* Polls (every 250 ms, up to timeout_ms) the list of recordings until it
+ * holds an ended one ("ended" a time, "recording" not true) of stream
+ * ("live/<name>"): /api/recordings with the bearer token, or the public
+ * /recordings.json if bearer is NULL. Fills *rec (rec->last also when it
+ * fails). Returns 0, or -1 on timeout. */
+int tl_wait_recording_ended(int http_port, const char *bearer,
+                            const char *stream, int timeout_ms, tl_rec_t *rec);
+
 /* ---- ffprobe ----------------------------------------------------------- */
 
 typedef struct tl_probe_s {
@@ -381,6 +466,14 @@ int tl_ffprobe_first_ts(const char *dir, const void *init, size_t ilen,
 /* Runs ffprobe on an existing file: per-stream results (video and audio)
  * into v and a (either may be NULL; codec[0] == 0 when absent). */
 int tl_ffprobe_file(const char *path, tl_probe_t *v, tl_probe_t *a);
+
+/* ffprobe -count_frames on the first video stream of the playlist at
+ * http://127.0.0.1:<http_port><path> (60 s limit): the decoded frames
+ * into *frames. Returns 0 if ffprobe exited 0 and its stderr says no
+ * "error"/"Error", else -1 with the reason (its wait status and stderr)
+ * in err. */
+int tl_ffprobe_http_frames(int http_port, const char *path, long *frames,
+                           char *err, size_t errlen);
 
 /* avc1.PPCCLL from the avcC box found in an init segment, into out
  * ("avc1.64001f"). Returns 0 or -1. */
