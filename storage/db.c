@@ -266,10 +266,19 @@ static int setup(st_open_t *o)
         return PD_EINVAL;
     }
 
-    char mode[16];
-    if (query_text(st->db, "PRAGMA journal_mode = WAL", mode,
-                   sizeof(mode)) != SQLITE_OK ||
-        strcmp(mode, "wal") != 0) {
+    /* Two processes opening a new file at once (the server and the CLI)
+     * may both try the switch; sqlite then answers BUSY at once, without
+     * its busy handler (it would deadlock): retry for up to 5 s. */
+    char mode[16] = "";
+    int qrc = SQLITE_BUSY;
+    for (int i = 0; i < 100; i++) {
+        qrc = query_text(st->db, "PRAGMA journal_mode = WAL", mode,
+                         sizeof(mode));
+        if (!((qrc & 0xff) == SQLITE_BUSY || (qrc & 0xff) == SQLITE_LOCKED))
+            break;
+        usleep(50000);
+    }
+    if (qrc != SQLITE_OK || strcmp(mode, "wal") != 0) {
         PD_LOGE(ST_MOD, "%s: cannot switch to WAL mode (%s)", st->path,
                 sqlite3_errmsg(st->db));
         return PD_EIO;

@@ -11,6 +11,7 @@
 #include "storage/storage.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -395,6 +396,41 @@ START_TEST(two_handles_share_the_file)
     st_close(&cli);
     ck_assert_int_eq(st_session_end(server, sid, "shutdown"), 0);
     st_close(&server);
+}
+END_TEST
+
+/* Several opens of a brand-new catalogue at once (a server and a CLI
+ * started together): every one succeeds (the WAL switch is retried when
+ * sqlite answers BUSY at once), and the schema is made once. */
+static void *open_close(void *arg)
+{
+    (void)arg;
+    st_t *st = NULL;
+    if (st_open(&cfg, NULL, &st) != 0)
+        return (void *)1;
+    st_close(&st);
+    return NULL;
+}
+
+START_TEST(concurrent_first_opens)
+{
+    for (int round = 0; round < 5; round++) {
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cfg.data_dir);
+        ck_assert_int_eq(system(cmd), 0);
+        pthread_t t[6];
+        for (int i = 0; i < 6; i++)
+            ck_assert_int_eq(pthread_create(&t[i], NULL, open_close, NULL), 0);
+        int failed = 0;
+        for (int i = 0; i < 6; i++) {
+            void *r = NULL;
+            pthread_join(t[i], &r);
+            failed += r != NULL;
+        }
+        ck_assert_msg(failed == 0, "round %d: %d of 6 opens failed", round,
+                      failed);
+        ck_assert_int_eq(raw_int("PRAGMA user_version"), ST_SCHEMA_VERSION);
+    }
 }
 END_TEST
 
@@ -918,6 +954,7 @@ static Suite *storage_suite(void)
         {"not_a_database_refused", not_a_database_refused},
         {"crashed_sessions_closed", crashed_sessions_closed},
         {"two_handles_share_the_file", two_handles_share_the_file},
+        {"concurrent_first_opens", concurrent_first_opens},
         {"secret_helpers", secret_helpers},
         {"key_create_list", key_create_list},
         {"key_check_cases", key_check_cases},
