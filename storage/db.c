@@ -382,6 +382,58 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
     return 0;
 }
 
+void st_copy_col(sqlite3_stmt *s, int col, char *dst, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+int st_select_all(st_t *st, const char *sql, int limit, const char *what,
+                  size_t elem_size, st_row_fn fn, void **out, int *n)
+{
+    if (!st || !sql || !fn || !out || !n || elem_size == 0)
+        return PD_EINVAL;
+    *out = NULL;
+    *n = 0;
+    char *v = NULL;
+    int cnt = 0, cap = 0, rc = PD_EIO, step = SQLITE_DONE;
+    sqlite3_stmt *s = NULL;
+    pthread_mutex_lock(&st->lock);
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK &&
+        (limit < 0 || sqlite3_bind_int(s, 1, limit) == SQLITE_OK)) {
+        rc = 0;
+        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+            if (cnt == cap) {
+                int nc = cap ? cap * 2 : 16;
+                char *nv = realloc(v, (size_t)nc * elem_size);
+                if (!nv) {
+                    rc = PD_ENOMEM;
+                    break;
+                }
+                v = nv;
+                cap = nc;
+            }
+            void *e = v + (size_t)cnt++ * elem_size;
+            memset(e, 0, elem_size);
+            fn(s, e);
+        }
+        if (!rc && step != SQLITE_DONE)
+            rc = PD_EIO;
+    }
+    if (rc == PD_EIO)
+        PD_LOGE(ST_MOD, "%s: cannot list %s: %s", st->path, what,
+                sqlite3_errmsg(st->db));
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
 const pd_config_t *st_config(const st_t *st)
 {
     return st->cfg;

@@ -302,58 +302,26 @@ int st_hook_create(st_t *st, const char *url, const char *events,
     return rc;
 }
 
+static void hook_row(sqlite3_stmt *s, void *elem)
+{
+    st_hook_t *h = elem;
+    h->id = sqlite3_column_int64(s, 0);
+    st_copy_col(s, 1, h->url, sizeof(h->url));
+    st_copy_col(s, 2, h->events, sizeof(h->events));
+    h->created_us = sqlite3_column_int64(s, 3);
+}
+
 int st_hook_list(st_t *st, st_hook_t **out, int *n)
 {
-    if (!st || !out || !n)
+    if (!out)
         return PD_EINVAL;
-    *out = NULL;
-    *n = 0;
-    st_hook_t *v = NULL;
-    int cnt = 0, cap = 0, rc = 0, step;
-    sqlite3_stmt *s = NULL;
-    pthread_mutex_lock(&st->lock);
-    if (sqlite3_prepare_v2(st->db,
+    void *v = NULL;
+    int rc = st_select_all(st,
                            "SELECT id, url, events, created_us FROM hooks "
                            "ORDER BY id",
-                           -1, &s, NULL) != SQLITE_OK) {
-        rc = PD_EIO;
-        goto out;
-    }
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            int nc = cap ? cap * 2 : 8;
-            st_hook_t *nv = realloc(v, (size_t)nc * sizeof(*nv));
-            if (!nv) {
-                rc = PD_ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = nc;
-        }
-        st_hook_t *h = &v[cnt++];
-        memset(h, 0, sizeof(*h));
-        h->id = sqlite3_column_int64(s, 0);
-        const unsigned char *u = sqlite3_column_text(s, 1);
-        const unsigned char *e = sqlite3_column_text(s, 2);
-        snprintf(h->url, sizeof(h->url), "%s", u ? (const char *)u : "");
-        snprintf(h->events, sizeof(h->events), "%s",
-                 e ? (const char *)e : "");
-        h->created_us = sqlite3_column_int64(s, 3);
-    }
-    if (step != SQLITE_DONE)
-        rc = PD_EIO;
-out:
-    if (rc == PD_EIO)
-        PD_LOGE(ST_MOD, "hook list: %s", sqlite3_errmsg(st->db));
-    sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
-    if (rc) {
-        free(v);
-        return rc;
-    }
+                           -1, "webhooks", sizeof(st_hook_t), hook_row, &v, n);
     *out = v;
-    *n = cnt;
-    return 0;
+    return rc;
 }
 
 int st_hook_delete(st_t *st, int64_t id)

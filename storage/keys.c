@@ -147,12 +147,6 @@ static bool label_valid(const char *s)
 
 /* ---- shared by keys and tokens ------------------------------------------ */
 
-static void copy_col(sqlite3_stmt *s, int col, char *dst, size_t size)
-{
-    const unsigned char *t = sqlite3_column_text(s, col);
-    snprintf(dst, size, "%s", t ? (const char *)t : "");
-}
-
 /* Inserts a new secret's row; table "keys" (stream non-NULL) or "tokens".
  * Retries with a fresh secret on the (astronomically unlikely) UNIQUE
  * clash. Caller holds no lock. */
@@ -286,7 +280,7 @@ static int64_t find_active(st_t *st, const char *table, const char *secret,
                 sqlite3_column_int64(s, 2) == 0) {
                 id = sqlite3_column_int64(s, 0);
                 if (stream_out)
-                    copy_col(s, 3, stream_out, stream_size);
+                    st_copy_col(s, 3, stream_out, stream_size);
             }
         }
     }
@@ -326,58 +320,29 @@ int st_key_create(st_t *st, const char *stream, const char *label,
                          secret_size, id);
 }
 
+static void key_row(sqlite3_stmt *s, void *elem)
+{
+    st_key_t *k = elem;
+    k->id = sqlite3_column_int64(s, 0);
+    st_copy_col(s, 1, k->stream, sizeof(k->stream));
+    st_copy_col(s, 2, k->label, sizeof(k->label));
+    k->created_us = sqlite3_column_int64(s, 3);
+    k->revoked_us = sqlite3_column_int64(s, 4);
+    k->last_used_us = sqlite3_column_int64(s, 5);
+}
+
 int st_key_list(st_t *st, st_key_t **out, int *n)
 {
-    if (!st || !out || !n)
+    if (!out)
         return PD_EINVAL;
-    *out = NULL;
-    *n = 0;
-    int rc = PD_EIO;
-    st_key_t *v = NULL;
-    int cnt = 0, cap = 0;
-    pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT id, stream, label, created_us, revoked_us,"
-                           " last_used_us FROM keys ORDER BY id DESC",
-                           -1, &s, NULL) == SQLITE_OK) {
-        int step;
-        rc = 0;
-        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-            if (cnt == cap) {
-                int nc = cap ? cap * 2 : 16;
-                st_key_t *nv = realloc(v, (size_t)nc * sizeof(*nv));
-                if (!nv) {
-                    rc = PD_ENOMEM;
-                    break;
-                }
-                v = nv;
-                cap = nc;
-            }
-            st_key_t *k = &v[cnt++];
-            memset(k, 0, sizeof(*k));
-            k->id = sqlite3_column_int64(s, 0);
-            copy_col(s, 1, k->stream, sizeof(k->stream));
-            copy_col(s, 2, k->label, sizeof(k->label));
-            k->created_us = sqlite3_column_int64(s, 3);
-            k->revoked_us = sqlite3_column_int64(s, 4);
-            k->last_used_us = sqlite3_column_int64(s, 5);
-        }
-        if (!rc && step != SQLITE_DONE)
-            rc = PD_EIO;
-    }
-    if (rc == PD_EIO)
-        PD_LOGE(ST_MOD, "%s: cannot list keys: %s", st->path,
-                sqlite3_errmsg(st->db));
-    sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
-    if (rc) {
-        free(v);
-        return rc;
-    }
+    void *v = NULL;
+    int rc = st_select_all(st,
+                         "SELECT id, stream, label, created_us, revoked_us,"
+                         " last_used_us FROM keys ORDER BY id DESC",
+                         -1, "keys", sizeof(st_key_t), key_row,
+                         &v, n);
     *out = v;
-    *n = cnt;
-    return 0;
+    return rc;
 }
 
 int st_key_revoke(st_t *st, int64_t id)
@@ -423,57 +388,28 @@ int st_token_create(st_t *st, const char *label, char *secret,
                          secret_size, id);
 }
 
+static void token_row(sqlite3_stmt *s, void *elem)
+{
+    st_token_t *t = elem;
+    t->id = sqlite3_column_int64(s, 0);
+    st_copy_col(s, 1, t->label, sizeof(t->label));
+    t->created_us = sqlite3_column_int64(s, 2);
+    t->revoked_us = sqlite3_column_int64(s, 3);
+    t->last_used_us = sqlite3_column_int64(s, 4);
+}
+
 int st_token_list(st_t *st, st_token_t **out, int *n)
 {
-    if (!st || !out || !n)
+    if (!out)
         return PD_EINVAL;
-    *out = NULL;
-    *n = 0;
-    int rc = PD_EIO;
-    st_token_t *v = NULL;
-    int cnt = 0, cap = 0;
-    pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT id, label, created_us, revoked_us,"
-                           " last_used_us FROM tokens ORDER BY id DESC",
-                           -1, &s, NULL) == SQLITE_OK) {
-        int step;
-        rc = 0;
-        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-            if (cnt == cap) {
-                int nc = cap ? cap * 2 : 16;
-                st_token_t *nv = realloc(v, (size_t)nc * sizeof(*nv));
-                if (!nv) {
-                    rc = PD_ENOMEM;
-                    break;
-                }
-                v = nv;
-                cap = nc;
-            }
-            st_token_t *t = &v[cnt++];
-            memset(t, 0, sizeof(*t));
-            t->id = sqlite3_column_int64(s, 0);
-            copy_col(s, 1, t->label, sizeof(t->label));
-            t->created_us = sqlite3_column_int64(s, 2);
-            t->revoked_us = sqlite3_column_int64(s, 3);
-            t->last_used_us = sqlite3_column_int64(s, 4);
-        }
-        if (!rc && step != SQLITE_DONE)
-            rc = PD_EIO;
-    }
-    if (rc == PD_EIO)
-        PD_LOGE(ST_MOD, "%s: cannot list tokens: %s", st->path,
-                sqlite3_errmsg(st->db));
-    sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
-    if (rc) {
-        free(v);
-        return rc;
-    }
+    void *v = NULL;
+    int rc = st_select_all(st,
+                         "SELECT id, label, created_us, revoked_us,"
+                         " last_used_us FROM tokens ORDER BY id DESC",
+                         -1, "tokens", sizeof(st_token_t), token_row,
+                         &v, n);
     *out = v;
-    *n = cnt;
-    return 0;
+    return rc;
 }
 
 int st_token_revoke(st_t *st, int64_t id)

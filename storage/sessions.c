@@ -26,12 +26,6 @@ static bool fits(const char *s, size_t size)
     return !s || strnlen(s, size) < size;
 }
 
-static void copy_col(sqlite3_stmt *s, int col, char *dst, size_t size)
-{
-    const unsigned char *t = sqlite3_column_text(s, col);
-    snprintf(dst, size, "%s", t ? (const char *)t : "");
-}
-
 /* Does session id exist? 1 yes, 0 no, PD_EIO. Caller holds st->lock. */
 static int exists_locked(st_t *st, int64_t id)
 {
@@ -146,6 +140,19 @@ int st_session_end(st_t *st, int64_t id, const char *reason)
     return rc;
 }
 
+static void session_row(sqlite3_stmt *s, void *elem)
+{
+    st_session_t *x = elem;
+    x->id = sqlite3_column_int64(s, 0);
+    st_copy_col(s, 1, x->stream, sizeof(x->stream));
+    st_copy_col(s, 2, x->peer, sizeof(x->peer));
+    x->started_us = sqlite3_column_int64(s, 3);
+    x->ended_us = sqlite3_column_int64(s, 4);
+    st_copy_col(s, 5, x->end_reason, sizeof(x->end_reason));
+    st_copy_col(s, 6, x->codecs, sizeof(x->codecs));
+    st_copy_col(s, 7, x->renditions, sizeof(x->renditions));
+}
+
 int st_session_list(st_t *st, bool live_only, int limit, st_session_t **out,
                     int *n)
 {
@@ -163,50 +170,11 @@ int st_session_list(st_t *st, bool live_only, int limit, st_session_t **out,
             : "SELECT id, stream, peer, started_us, ended_us, end_reason,"
               " codecs, renditions FROM sessions"
               " ORDER BY started_us DESC, id DESC LIMIT ?1";
-    int rc = PD_EIO;
-    st_session_t *v = NULL;
-    int cnt = 0, cap = 0;
-    pthread_mutex_lock(&st->lock);
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_int(s, 1, limit);
-        int step;
-        rc = 0;
-        while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-            if (cnt == cap) {
-                int nc = cap ? cap * 2 : 16;
-                st_session_t *nv = realloc(v, (size_t)nc * sizeof(*nv));
-                if (!nv) {
-                    rc = PD_ENOMEM;
-                    break;
-                }
-                v = nv;
-                cap = nc;
-            }
-            st_session_t *x = &v[cnt++];
-            memset(x, 0, sizeof(*x));
-            x->id = sqlite3_column_int64(s, 0);
-            copy_col(s, 1, x->stream, sizeof(x->stream));
-            copy_col(s, 2, x->peer, sizeof(x->peer));
-            x->started_us = sqlite3_column_int64(s, 3);
-            x->ended_us = sqlite3_column_int64(s, 4);
-            copy_col(s, 5, x->end_reason, sizeof(x->end_reason));
-            copy_col(s, 6, x->codecs, sizeof(x->codecs));
-            copy_col(s, 7, x->renditions, sizeof(x->renditions));
-        }
-        if (!rc && step != SQLITE_DONE)
-            rc = PD_EIO;
-    }
-    if (rc == PD_EIO)
-        PD_LOGE(ST_MOD, "%s: cannot list sessions: %s", st->path,
-                sqlite3_errmsg(st->db));
-    sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
-    if (rc) {
-        free(v);
-        return rc;
-    }
+    if (!out)
+        return PD_EINVAL;
+    void *v = NULL;
+    int rc = st_select_all(st, sql, limit, "sessions", sizeof(st_session_t),
+                         session_row, &v, n);
     *out = v;
-    *n = cnt;
-    return 0;
+    return rc;
 }

@@ -163,6 +163,19 @@ void st_playback_close(st_t *st);
 #define ST_PLAYBACK_RELOAD_US (5 * 1000000LL)
 int st_playback_reload(st_t *st);
 
+/* db.c: text column col of the current row into dst (size bytes, cut;
+ * "" for NULL). */
+void st_copy_col(sqlite3_stmt *s, int col, char *dst, size_t size);
+
+/* db.c: runs sql under st->lock (with limit bound to ?1 when >= 0) and
+ * collects one element of elem_size bytes per row, zeroed and then filled
+ * by fn from the row, into a malloc'ed array (*out, *n; the caller frees;
+ * NULL when no rows). Returns 0, PD_ENOMEM or PD_EIO (logged with what,
+ * e.g. "keys"). */
+typedef void (*st_row_fn)(sqlite3_stmt *s, void *elem);
+int st_select_all(st_t *st, const char *sql, int limit, const char *what,
+                  size_t elem_size, st_row_fn fn, void **out, int *n);
+
 /* db.c: mkdir -p of the directory part of path (0700 for what it
  * creates). Returns 0, PD_EINVAL (too long) or PD_EIO. */
 int st_make_parents(const char *path);
