@@ -100,6 +100,10 @@
  * while it is being recorded (an EVENT playlist grows) and cache_media_s
  * once it ended (a media playlist has EXT-X-ENDLIST; for the
  * multivariant the catalogue says so); files cache_media_s, immutable.
+ * An ended recording's playlists are rendered once and then served from
+ * a bounded cache (vodcache.c) checked against storage's recording
+ * generation, so repeated requests for a long recording cost no
+ * database work.
  * /recordings.json (no-cache) lists the ended recordings for the page.
  *
  * Logging: nothing per request at info level; refused or odd requests at
@@ -157,6 +161,10 @@
  * token; a live stream's few playlists times the tokens in use). */
 #define HTTPD_TOK_CACHE_ENTRIES 256
 #define HTTPD_TOK_CACHE_BYTES (32u << 20)
+/* Ended recordings' playlists kept (a 24-hour recording's media playlist
+ * is ~8 MB). */
+#define HTTPD_VOD_CACHE_ENTRIES 64
+#define HTTPD_VOD_CACHE_BYTES (64u << 20)
 /* max-age (s) of the playlists of a recording still being written. */
 #define HTTPD_VOD_PLAYLIST_S 60
 
@@ -173,6 +181,7 @@ struct httpd_s {
                              completed (their answer is not sent yet) */
     httpd_gzcache_t *gz;  /* gzip of playlist buffers */
     httpd_tokcache_t *tok; /* playlists with a playback token added */
+    httpd_vodcache_t *vod; /* ended recordings' rendered playlists */
     atomic_bool running;  /* daemon started: MHD's logs go to debug */
 };
 
@@ -571,8 +580,16 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
     if (!playback_ok(h, c, stream, url, token, &exp))
         return reply_403(c);
     if (strcmp(file, "index.m3u8") == 0) {
-        pd_buf_t *b = NULL;
-        int rc = st_vod_playlist(h->st, id, rend[0] ? rend : NULL, &b);
+        /* an ended recording's playlists never change: rendered once */
+        uint64_t gen = st_rec_generation(h->st);
+        pd_buf_t *b = ended_us > 0 ? httpd_vodcache_get(h->vod, id, rend, gen)
+                                   : NULL;
+        int rc = 0;
+        if (!b) {
+            rc = st_vod_playlist(h->st, id, rend[0] ? rend : NULL, &b);
+            if (rc == 0 && b && ended_us > 0)
+                httpd_vodcache_put(h->vod, id, rend, gen, b);
+        }
         if (rc == PD_ENOENT || (rc == 0 && !b)) {
             PD_LOGD(MOD, "404 recording %lld %s", (long long)id,
                     rend[0] ? rend : "-");
@@ -1089,9 +1106,12 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
     if (httpd_gzcache_create(HTTPD_GZ_CACHE_ENTRIES, HTTPD_GZ_CACHE_BYTES,
                              &h->gz) ||
         httpd_tokcache_create(HTTPD_TOK_CACHE_ENTRIES, HTTPD_TOK_CACHE_BYTES,
-                              &h->tok)) {
+                              &h->tok) ||
+        httpd_vodcache_create(HTTPD_VOD_CACHE_ENTRIES, HTTPD_VOD_CACHE_BYTES,
+                              &h->vod)) {
         httpd_gzcache_destroy(&h->gz);
         httpd_tokcache_destroy(&h->tok);
+        httpd_vodcache_destroy(&h->vod);
         freeaddrinfo(ai);
         free(h);
         return PD_ENOMEM;
@@ -1146,6 +1166,7 @@ int httpd_start(const pd_config_t *cfg, pkg_t *pkg, struct st_s *st,
         pd_buf_unref(&h->hlsjs);
         httpd_gzcache_destroy(&h->gz);
         httpd_tokcache_destroy(&h->tok);
+        httpd_vodcache_destroy(&h->vod);
         free(h);
         return PD_EIO;
     }
@@ -1211,6 +1232,7 @@ void httpd_stop(httpd_t **hp)
     pd_buf_unref(&h->hlsjs);
     httpd_gzcache_destroy(&h->gz);
     httpd_tokcache_destroy(&h->tok);
+    httpd_vodcache_destroy(&h->vod);
     free(h);
     *hp = NULL;
 }

@@ -240,6 +240,26 @@ void httpd_tokcache_destroy(httpd_tokcache_t **c);
 int httpd_tokcache_get(httpd_tokcache_t *c, pd_buf_t *src, const char *param,
                        const char *token, pd_buf_t **out);
 
+/* ---- ended recordings' playlists (vodcache.c) ---------------------------
+ *
+ * A bounded cache (capacity entries, max_bytes of playlists; least
+ * recently used first; a playlist over max_bytes is not kept) from
+ * (recording id, rendition: "" for the multivariant) to its rendered
+ * playlist, valid for one storage generation (st_rec_generation()).
+ * Only ended recordings go in (they never change). Thread-safe. */
+typedef struct httpd_vodcache_s httpd_vodcache_t;
+int httpd_vodcache_create(size_t capacity, size_t max_bytes,
+                          httpd_vodcache_t **out);
+void httpd_vodcache_destroy(httpd_vodcache_t **c);
+/* A new reference to the cached playlist, or NULL (none, or made under
+ * another generation: then dropped). */
+pd_buf_t *httpd_vodcache_get(httpd_vodcache_t *c, int64_t id,
+                             const char *rendition, uint64_t gen);
+/* Keeps b (borrowed; the cache takes its own reference), rendered when the
+ * generation was gen (read before rendering). */
+void httpd_vodcache_put(httpd_vodcache_t *c, int64_t id, const char *rendition,
+                        uint64_t gen, pd_buf_t *b);
+
 /* ---- the admin API (api.c) --------------------------------------------
  *
  * Everything under /api/ (see api.c for the routes and rules). httpd.c

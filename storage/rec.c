@@ -186,6 +186,8 @@ static int delete_locked(st_t *st, const char *root, int64_t id)
     sqlite3_stmt *s = NULL;
     int rc = PD_ENOENT;
     char dir[32] = "";
+    /* before anything goes: caches of playlists made earlier are stale */
+    atomic_fetch_add(&st->rec_gen, 1);
     if (sqlite3_prepare_v2(st->db, "SELECT dir, ended_us FROM recordings "
                            "WHERE id = ?", -1, &s, NULL) != SQLITE_OK)
         return PD_EIO;
@@ -1453,6 +1455,11 @@ int st_vod_file(st_t *st, int64_t id, const char *rendition,
         return PD_EINVAL;
     }
     return 0;
+}
+
+uint64_t st_rec_generation(st_t *st)
+{
+    return st ? (uint64_t)atomic_load(&st->rec_gen) : 0;
 }
 
 int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,

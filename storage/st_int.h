@@ -127,6 +127,8 @@ struct st_s {
     /* recordings (rec.c): queue, per-stream state and the writer thread;
      * NULL until st_rec_start() */
     struct st_recorder_s *rec;
+    atomic_ullong rec_gen;   /* st_rec_generation(): bumped before any
+                                recording is deleted */
 
     /* playback protection (playback.c): the signing key and the sorted
      * names of the streams marked signed, read by HTTP threads without

@@ -219,6 +219,11 @@ int st_rec_delete(st_t *st, int64_t id);
 int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,
                   int64_t *ended_us);
 
+/* A counter bumped before any recording is deleted (API or retention):
+ * whatever was derived from the catalogue's recordings under an older
+ * value may describe a deleted one. Any thread; no database access. */
+uint64_t st_rec_generation(st_t *st);
+
 /* VOD playlists of recording id, rendered from the index: rendition
  * NULL = the multivariant (one variant per video rendition with
  * BANDWIDTH/AVERAGE-BANDWIDTH from the recorded bytes, CODECS,

@@ -647,8 +647,11 @@ START_TEST(retention_by_age)
              "recording_id = %lld", (long long)r1.id);
     ck_assert_int_eq(raw_int(sql), 0);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM recordings"), 1);
-    /* explicit delete of the other */
+    /* explicit delete of the other: the generation moves (playlists
+     * cached before must not be served) */
+    uint64_t gen = st_rec_generation(st);
     ck_assert_int_eq(st_rec_delete(st, r2.id), 0);
+    ck_assert_uint_gt(st_rec_generation(st), gen);
     ck_assert(!exists("%lld", r2.id));
     ck_assert_int_eq(st_rec_delete(st, r2.id), PD_ENOENT);
     st_close(&st);
