@@ -7,7 +7,8 @@
  *
  * URL is the player page with the stream in its hash,
  *   http://127.0.0.1:HTTP/#live/NAME
- * or the stream's multivariant playlist,
+ * (with ?token=<token> before the hash for a stream whose playback needs
+ * a signed URL), or the stream's multivariant playlist,
  *   http://127.0.0.1:HTTP/live/NAME/index.m3u8
  * (turned into the former). The player page autoplays the stream named in
  * its hash, muted, and keeps its hls.js instance in the global `hls`; this
@@ -88,7 +89,8 @@ function playerUrl(arg) {
   try { u = new URL(arg); } catch (e) { usage(`not a URL: ${arg}`); }
   if (u.protocol !== 'http:' || u.hostname !== '127.0.0.1')
     usage('the URL must be http://127.0.0.1:PORT/...');
-  if (u.hash.length > 1) return { page: `${u.origin}/${u.hash}`, stream: decodeURIComponent(u.hash.slice(1)), origin: u.origin };
+  /* the page's query is kept: ?token=... plays a protected stream */
+  if (u.hash.length > 1) return { page: `${u.origin}/${u.search}${u.hash}`, stream: decodeURIComponent(u.hash.slice(1)), origin: u.origin };
   const m = /^\/(.+)\/index\.m3u8$/.exec(u.pathname);
   if (!m) usage('give the player page with #live/NAME or the stream\'s index.m3u8');
   return { page: `${u.origin}/#${m[1]}`, stream: m[1], origin: u.origin };
