@@ -318,6 +318,8 @@ static int setup(st_open_t *o)
     return 0;
 }
 
+static void open_reader(st_t *st);
+
 int st_open(const pd_config_t *cfg, const char *path, st_t **out)
 {
     if (!out)
@@ -348,7 +350,14 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
         free(o);
         return PD_ENOMEM;
     }
+    if (pthread_mutex_init(&st->rlock, NULL) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(o);
+        return PD_ENOMEM;
+    }
     int rc = setup(o);
+    if (!rc)
+        open_reader(st);
     bool pb = false;
     if (!rc) {
         rc = st_playback_open(st);
@@ -371,7 +380,9 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
     if (rc) {
         if (pb)
             st_playback_close(st);
-        sqlite3_close(st->db); /* NULL is fine */
+        sqlite3_close(st->rdb); /* NULL is fine */
+        sqlite3_close(st->db);
+        pthread_mutex_destroy(&st->rlock);
         if (o->lockfd >= 0)
             close(o->lockfd);
         pthread_mutex_destroy(&st->lock);
@@ -380,6 +391,39 @@ int st_open(const pd_config_t *cfg, const char *path, st_t **out)
     }
     *out = st;
     return 0;
+}
+
+sqlite3 *st_reader_lock(st_t *st)
+{
+    if (st->rdb) {
+        pthread_mutex_lock(&st->rlock);
+        return st->rdb;
+    }
+    pthread_mutex_lock(&st->lock);
+    return st->db;
+}
+
+void st_reader_unlock(st_t *st)
+{
+    pthread_mutex_unlock(st->rdb ? &st->rlock : &st->lock);
+}
+
+/* Opens the reader connection (after the schema is in place). Failure is
+ * not fatal: reads then share the writer's connection. */
+static void open_reader(st_t *st)
+{
+    sqlite3 *r = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(st->path, &r, flags, NULL) != SQLITE_OK ||
+        sqlite3_exec(r, "PRAGMA query_only = ON", NULL, NULL, NULL) !=
+            SQLITE_OK) {
+        PD_LOGW(ST_MOD, "%s: no separate reader connection (%s): reads wait "
+                "for writes", st->path, r ? sqlite3_errmsg(r) : "no memory");
+        sqlite3_close(r);
+        return;
+    }
+    sqlite3_busy_timeout(r, 5000);
+    st->rdb = r;
 }
 
 void st_copy_col(sqlite3_stmt *s, int col, char *dst, size_t size)
@@ -448,6 +492,11 @@ void st_close(st_t **pst)
     st_rec_stop(st); /* first: it may still queue recording.ready */
     st_hooks_stop(st);
     st_playback_close(st);
+    pthread_mutex_lock(&st->rlock);
+    sqlite3_close(st->rdb);
+    st->rdb = NULL;
+    pthread_mutex_unlock(&st->rlock);
+    pthread_mutex_destroy(&st->rlock);
     pthread_mutex_lock(&st->lock);
     if (sqlite3_close(st->db) != SQLITE_OK)
         PD_LOGW(ST_MOD, "%s: close: %s", st->path, sqlite3_errmsg(st->db));

@@ -245,12 +245,12 @@ static int delete_locked(st_t *st, const char *root, int64_t id)
 }
 
 /* Ids from a query with at most one int64 parameter; up to max. */
-static int select_ids(st_t *st, const char *sql, int64_t arg, int64_t *ids,
-                      int max)
+static int select_ids(sqlite3 *db, const char *sql, int64_t arg,
+                      int64_t *ids, int max)
 {
     sqlite3_stmt *s = NULL;
     int n = 0;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
         return 0;
     if (sqlite3_bind_parameter_count(s) > 0)
         sqlite3_bind_int64(s, 1, arg);
@@ -271,7 +271,7 @@ static void retention(st_t *st, const char *root)
     pthread_mutex_lock(&st->lock);
     if (age > 0) {
         int64_t cut = pd_wall_us() - age * 1000000;
-        int n = select_ids(st, "SELECT id FROM recordings WHERE ended_us > 0"
+        int n = select_ids(st->db, "SELECT id FROM recordings WHERE ended_us > 0"
                            " AND ended_us < ? ORDER BY ended_us", cut, ids,
                            256);
         for (int i = 0; i < n; i++)
@@ -282,11 +282,11 @@ static void retention(st_t *st, const char *root)
         int64_t limit = mb * 1024 * 1024;
         for (int guard = 0; guard < 100000; guard++) {
             int64_t total = 0;
-            if (select_ids(st, "SELECT total(bytes) FROM recordings", 0,
+            if (select_ids(st->db, "SELECT total(bytes) FROM recordings", 0,
                            &total, 1) != 1 || total <= limit)
                 break;
             int64_t id = 0;
-            if (select_ids(st, "SELECT id FROM recordings WHERE ended_us > 0"
+            if (select_ids(st->db, "SELECT id FROM recordings WHERE ended_us > 0"
                            " ORDER BY ended_us, id LIMIT 1", 0, &id, 1) != 1)
                 break;
             if (delete_locked(st, root, id) != 0)
@@ -1095,8 +1095,8 @@ int st_rec_list(st_t *st, int limit, st_rec_t **out, int *n)
         return PD_ENOMEM;
     sqlite3_stmt *s = NULL;
     int rc = 0, k = 0;
-    pthread_mutex_lock(&st->lock);
-    if (sqlite3_prepare_v2(st->db,
+    sqlite3 *db = st_reader_lock(st);
+    if (sqlite3_prepare_v2(db,
                            "SELECT id, session_id, stream, started_us,"
                            " ended_us, bytes,"
                            " (SELECT max(d) FROM (SELECT sum(duration_us) d"
@@ -1126,7 +1126,7 @@ int st_rec_list(st_t *st, int limit, st_rec_t **out, int *n)
         }
     }
     sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
+    st_reader_unlock(st);
     if (rc) {
         free(v);
         return rc;
@@ -1199,10 +1199,11 @@ static int sb_finish(sb_t *b, pd_buf_t **out)
     return *out ? PD_OK : PD_ENOMEM;
 }
 
-/* ended_us of recording id via *ended; PD_ENOENT if none. st->lock held. */
-static int rec_ended(st_t *st, int64_t id, int64_t *ended)
+/* ended_us of recording id via *ended; PD_ENOENT if none. db's lock
+ * held. */
+static int rec_ended(sqlite3 *db, int64_t id, int64_t *ended)
 {
-    return select_ids(st, "SELECT ended_us FROM recordings WHERE id = ?", id,
+    return select_ids(db, "SELECT ended_us FROM recordings WHERE id = ?", id,
                       ended, 1) == 1 ? 0 : PD_ENOENT;
 }
 
@@ -1216,14 +1217,14 @@ static void iso8601(int64_t us, char *out, size_t size)
     snprintf(out, size, "%s.%03dZ", d, (int)((us % 1000000) / 1000));
 }
 
-static int media_playlist(st_t *st, int64_t id, const char *rendition,
+static int media_playlist(sqlite3 *db, int64_t id, const char *rendition,
                           sb_t *b)
 {
     int64_t ended = 0;
-    if (rec_ended(st, id, &ended))
+    if (rec_ended(db, id, &ended))
         return PD_ENOENT;
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT max(duration_us), min(msn),"
+    if (sqlite3_prepare_v2(db, "SELECT max(duration_us), min(msn),"
                            " count(*) FROM rec_segments WHERE recording_id"
                            " = ? AND rendition = ? AND kind = 'segment'",
                            -1, &s, NULL) != SQLITE_OK)
@@ -1246,7 +1247,7 @@ static int media_playlist(st_t *st, int64_t id, const char *rendition,
               "\n#EXT-X-PLAYLIST-TYPE:%s\n#EXT-X-MEDIA-SEQUENCE:%" PRId64
               "\n#EXT-X-INDEPENDENT-SEGMENTS\n", target,
               ended ? "VOD" : "EVENT", first);
-    if (sqlite3_prepare_v2(st->db, "SELECT msn, duration_us, pdt_us,"
+    if (sqlite3_prepare_v2(db, "SELECT msn, duration_us, pdt_us,"
                            " discontinuity, init_file FROM rec_segments"
                            " WHERE recording_id = ? AND rendition = ? AND"
                            " kind = 'segment' ORDER BY msn", -1, &s,
@@ -1284,12 +1285,12 @@ static int media_playlist(st_t *st, int64_t id, const char *rendition,
 
 /* Bandwidths (bits/s) of video rendition v (audio bytes of the same MSN
  * added when has_audio), or of "audio" alone when v is "audio". */
-static void bandwidth(st_t *st, int64_t id, const char *v, bool has_audio,
+static void bandwidth(sqlite3 *db, int64_t id, const char *v, bool has_audio,
                       int64_t *peak, int64_t *avg)
 {
     *peak = *avg = 0;
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT v.bytes + CASE WHEN ? THEN"
+    if (sqlite3_prepare_v2(db, "SELECT v.bytes + CASE WHEN ? THEN"
                            " coalesce((SELECT a.bytes FROM rec_segments a"
                            " WHERE a.recording_id = v.recording_id AND"
                            " a.rendition = 'audio' AND a.kind = 'segment'"
@@ -1328,16 +1329,16 @@ typedef struct vrend_s {
     int width, height;
 } vrend_t;
 
-static int multivariant(st_t *st, int64_t id, sb_t *b)
+static int multivariant(sqlite3 *db, int64_t id, sb_t *b)
 {
     int64_t ended = 0;
-    if (rec_ended(st, id, &ended))
+    if (rec_ended(db, id, &ended))
         return PD_ENOENT;
     vrend_t v[REC_RENDS], audio;
     int nv = 0;
     bool has_audio = false;
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT rendition, codecs, width, height"
+    if (sqlite3_prepare_v2(db, "SELECT rendition, codecs, width, height"
                            " FROM rec_renditions WHERE recording_id = ?"
                            " ORDER BY height DESC, rendition", -1, &s,
                            NULL) != SQLITE_OK)
@@ -1370,7 +1371,7 @@ static int multivariant(st_t *st, int64_t id, sb_t *b)
                   "AUTOSELECT=YES,URI=\"audio/index.m3u8\"\n");
     for (int i = 0; i < nv; i++) {
         int64_t peak, avg;
-        bandwidth(st, id, v[i].name, has_audio, &peak, &avg);
+        bandwidth(db, id, v[i].name, has_audio, &peak, &avg);
         sb_printf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s%s%s\"", peak,
                   avg, v[i].codecs, has_audio ? "," : "",
@@ -1383,7 +1384,7 @@ static int multivariant(st_t *st, int64_t id, sb_t *b)
     }
     if (nv == 0) {
         int64_t peak, avg;
-        bandwidth(st, id, "audio", false, &peak, &avg);
+        bandwidth(db, id, "audio", false, &peak, &avg);
         sb_printf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s\"\n"
                   "audio/index.m3u8\n", peak, avg, audio.codecs);
@@ -1402,10 +1403,10 @@ int st_vod_playlist(st_t *st, int64_t id, const char *rendition,
     if (rendition && !rendition_ok(rendition))
         return PD_ENOENT;
     sb_t b = {0};
-    pthread_mutex_lock(&st->lock);
-    int rc = rendition ? media_playlist(st, id, rendition, &b)
-                       : multivariant(st, id, &b);
-    pthread_mutex_unlock(&st->lock);
+    sqlite3 *db = st_reader_lock(st);
+    int rc = rendition ? media_playlist(db, id, rendition, &b)
+                       : multivariant(db, id, &b);
+    st_reader_unlock(st);
     if (rc) {
         free(b.p);
         return rc;
@@ -1424,8 +1425,8 @@ int st_vod_file(st_t *st, int64_t id, const char *rendition,
     sqlite3_stmt *s = NULL;
     int rc = PD_ENOENT;
     char dir[32] = "";
-    pthread_mutex_lock(&st->lock);
-    if (sqlite3_prepare_v2(st->db, "SELECT r.dir FROM rec_segments s JOIN"
+    sqlite3 *db = st_reader_lock(st);
+    if (sqlite3_prepare_v2(db, "SELECT r.dir FROM rec_segments s JOIN"
                            " recordings r ON r.id = s.recording_id WHERE"
                            " s.recording_id = ? AND s.rendition = ? AND"
                            " s.file = ?", -1, &s, NULL) == SQLITE_OK) {
@@ -1443,7 +1444,7 @@ int st_vod_file(st_t *st, int64_t id, const char *rendition,
         rc = PD_EIO;
     }
     sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
+    st_reader_unlock(st);
     if (rc)
         return rc;
     char root[600];
@@ -1471,8 +1472,8 @@ int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,
     *ended_us = 0;
     sqlite3_stmt *s = NULL;
     int rc = PD_ENOENT;
-    pthread_mutex_lock(&st->lock);
-    if (sqlite3_prepare_v2(st->db,
+    sqlite3 *db = st_reader_lock(st);
+    if (sqlite3_prepare_v2(db,
                            "SELECT stream, ended_us FROM recordings "
                            "WHERE id = ?",
                            -1, &s, NULL) == SQLITE_OK) {
@@ -1487,6 +1488,6 @@ int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,
         rc = PD_EIO;
     }
     sqlite3_finalize(s);
-    pthread_mutex_unlock(&st->lock);
+    st_reader_unlock(st);
     return rc;
 }

@@ -111,6 +111,13 @@ struct st_s {
     const pd_config_t *cfg;
     sqlite3 *db;
     pthread_mutex_t lock;    /* serialises every use of db */
+    sqlite3 *rdb;            /* a second connection for what HTTP threads
+                                read (VOD playlists and files, recording
+                                lists): in WAL mode a reader never waits
+                                for the writer's commit (and its fsync), so
+                                a slow disk cannot stall serving threads;
+                                NULL: db is used */
+    pthread_mutex_t rlock;   /* serialises every use of rdb */
     char path[1024];
 
     /* webhooks (hooks.c): a ring of deliveries, one worker */
@@ -164,6 +171,12 @@ void st_playback_close(st_t *st);
  * swaps them in if they differ. Any thread but an HTTP one (it queries). */
 #define ST_PLAYBACK_RELOAD_US (5 * 1000000LL)
 int st_playback_reload(st_t *st);
+
+/* db.c: the connection for reads from HTTP threads (rdb, or db when
+ * there is none), locked; st_reader_unlock() releases it. Read-only use:
+ * a query on it sees every transaction committed before it began. */
+sqlite3 *st_reader_lock(st_t *st);
+void st_reader_unlock(st_t *st);
 
 /* db.c: text column col of the current row into dst (size bytes, cut;
  * "" for NULL). */

@@ -15,6 +15,8 @@
 #include "httpd/httpd_int.h"
 
 #include <check.h>
+#include <stdatomic.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sqlite3.h>
@@ -489,6 +491,75 @@ START_TEST(init_only_recording_has_no_variant)
 }
 END_TEST
 
+/* What HTTP threads read (VOD playlists and files, the recordings list)
+ * never waits for a write: here the writer's connection is held (its
+ * mutex, as during a slow commit) and another connection holds the
+ * database's write lock in an open transaction; the reads still finish. */
+typedef struct {
+    st_t *st;
+    int64_t id;
+    atomic_int done; /* 1: all reads answered, 2: one failed */
+} reads_t;
+
+static void *vod_reads(void *arg)
+{
+    reads_t *r = arg;
+    pd_buf_t *b = NULL;
+    int ok = st_vod_playlist(r->st, r->id, NULL, &b) == 0 && b;
+    pd_buf_unref(&b);
+    ok = ok && st_vod_playlist(r->st, r->id, "source", &b) == 0 && b;
+    pd_buf_unref(&b);
+    char path[1200], stream[256];
+    int64_t ended = 0;
+    ok = ok && st_vod_file(r->st, r->id, "source", "1.m4s", path,
+                           sizeof(path)) == 0;
+    ok = ok && st_rec_stream(r->st, r->id, stream, sizeof(stream),
+                             &ended) == 0 && ended > 0;
+    st_rec_t *v = NULL;
+    int n = 0;
+    ok = ok && st_rec_list(r->st, 10, &v, &n) == 0 && n == 1;
+    free(v);
+    atomic_store(&r->done, ok ? 1 : 2);
+    return NULL;
+}
+
+START_TEST(reads_do_not_wait_for_writes)
+{
+    st_t *st = open_ok();
+    int64_t sid = 0;
+    ck_assert_int_eq(st_session_start(st, "live/w", "p", &sid), 0);
+    st_rec_begin(st, "live/w", sid);
+    send_init(st, "live/w", "source", 1, 10, 1);
+    send_seg(st, "live/w", "source", 1, 1, 1000000, PDT0, false, 100, 1);
+    wait_written(st, 2);
+    st_rec_end(st, "live/w");
+    st_rec_t rec = find_rec(st, sid, true);
+
+    sqlite3 *w = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &w, SQLITE_OPEN_READWRITE, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(w, "BEGIN IMMEDIATE; INSERT INTO "
+                                  "stream_settings VALUES ('live/z', 1, 1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    pthread_mutex_lock(&st->lock);
+    reads_t r = {.st = st, .id = rec.id};
+    atomic_init(&r.done, 0);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, vod_reads, &r), 0);
+    for (int i = 0; i < 500 && !atomic_load(&r.done); i++)
+        usleep(10000);
+    int done = atomic_load(&r.done);
+    pthread_mutex_unlock(&st->lock); /* unblocks the reads if they wait */
+    sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(w);
+    pthread_join(t, NULL);
+    ck_assert_msg(done == 1, "reads %s while a write was in progress",
+                  done == 0 ? "waited" : "failed");
+    st_close(&st);
+}
+END_TEST
+
 START_TEST(not_recording_ignored)
 {
     st_t *st = open_ok();
@@ -805,6 +876,7 @@ static Suite *rec_suite(void)
         {"audio_only_multivariant", audio_only_multivariant},
         {"init_only_recording_has_no_variant",
          init_only_recording_has_no_variant},
+        {"reads_do_not_wait_for_writes", reads_do_not_wait_for_writes},
         {"not_recording_ignored", not_recording_ignored},
         {"vod_file_validation", vod_file_validation},
         {"tmp_deleted_on_open", tmp_deleted_on_open},
