@@ -258,8 +258,8 @@ static int revoke(st_t *st, const char *table, int64_t id)
 
 /* Returns the id of the active row whose hash is the secret's, or 0 (no
  * such row, revoked, or no secret). For keys (stream_out non-NULL) the
- * key's stream is copied out. Caller holds st->lock. */
-static int64_t find_active(st_t *st, const char *table, const char *secret,
+ * key's stream is copied out. Caller holds db's lock. */
+static int64_t find_active(sqlite3 *db, const char *table, const char *secret,
                            char *stream_out, size_t stream_size)
 {
     if (!secret || !secret[0] || strnlen(secret, CHECK_MAX + 1) > CHECK_MAX)
@@ -271,7 +271,7 @@ static int64_t find_active(st_t *st, const char *table, const char *secret,
              "WHERE hash = ?1", stream_out ? ", stream" : "", table);
     sqlite3_stmt *s = NULL;
     int64_t id = 0;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
         sqlite3_bind_text(s, 1, hex, 64, SQLITE_TRANSIENT);
         if (sqlite3_step(s) == SQLITE_ROW) {
             const unsigned char *h = sqlite3_column_text(s, 1);
@@ -359,14 +359,14 @@ int st_key_check(st_t *st, char *stream, size_t stream_size, const char *key)
     int rc = PD_EPERM;
     pthread_mutex_lock(&st->lock);
     if (key && key[0]) {
-        int64_t id = find_active(st, "keys", key, found, sizeof(found));
+        int64_t id = find_active(st->db, "keys", key, found, sizeof(found));
         if (id > 0 && strcmp(found, stream) == 0) {
             touch_locked(st, "keys", id);
             rc = 0;
         }
     } else if (strncmp(stream, "live/", 5) == 0) {
         /* key-as-name: the whole <name> may be the secret */
-        int64_t id = find_active(st, "keys", stream + 5, found,
+        int64_t id = find_active(st->db, "keys", stream + 5, found,
                                  sizeof(found));
         size_t fl = strlen(found);
         if (id > 0 && st_stream_valid(found) && fl < stream_size) {
@@ -421,10 +421,15 @@ int st_token_check(st_t *st, const char *secret)
 {
     if (!st)
         return PD_EPERM;
-    pthread_mutex_lock(&st->lock);
-    int64_t id = find_active(st, "tokens", secret, NULL, 0);
-    if (id > 0)
+    /* HTTP threads: the check reads through the reader connection (never
+     * behind a commit), and the use is recorded only if the writer is
+     * free right now */
+    sqlite3 *db = st_reader_lock(st);
+    int64_t id = find_active(db, "tokens", secret, NULL, 0);
+    st_reader_unlock(st);
+    if (id > 0 && pthread_mutex_trylock(&st->lock) == 0) {
         touch_locked(st, "tokens", id);
-    pthread_mutex_unlock(&st->lock);
+        pthread_mutex_unlock(&st->lock);
+    }
     return id > 0 ? 0 : PD_EPERM;
 }
