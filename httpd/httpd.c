@@ -450,9 +450,10 @@ static void cache_control(char *buf, size_t size, int max_age, bool immutable,
 }
 
 /* b (consumed) with the request's token in its URIs, if it has one. NULL
- * on failure (logged). cached: b is a rendered playlist that other
- * requests get too (live); VOD playlists are rendered per request, so
- * caching their copies would only pin memory. */
+ * on failure (logged). cached: b is a playlist buffer other requests get
+ * too (live playlists, ended recordings' from vodcache.c); a playlist
+ * rendered for this request alone (a recording in progress) is copied
+ * uncached, as its copies could never be hit. */
 static pd_buf_t *with_token(httpd_t *h, pd_buf_t *b, const char *token,
                             bool cached)
 {
@@ -535,17 +536,6 @@ static bool has_suffix(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Finds a byte string in a buffer (playlists are not NUL-terminated). */
-static bool buf_has(const pd_buf_t *b, const char *needle)
-{
-    size_t m = strlen(needle);
-    for (size_t i = 0; b->len >= m && i <= b->len - m; i++)
-        if (b->data[i] == (uint8_t)needle[0] &&
-            memcmp(b->data + i, needle, m) == 0)
-            return true;
-    return false;
-}
-
 static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
                                  const char *url)
 {
@@ -559,6 +549,10 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
                 sanitize(url, path, sizeof(path)));
         return reply_404(h, c);
     }
+    /* the generation before anything is read from the catalogue: a
+     * playlist rendered after a deletion began is never cached under a
+     * generation that outlives it */
+    uint64_t gen = st_rec_generation(h->st);
     /* A recording is protected when its stream is (now). */
     char stream[256];
     int64_t ended_us = 0;
@@ -581,13 +575,13 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
         return reply_403(c);
     if (strcmp(file, "index.m3u8") == 0) {
         /* an ended recording's playlists never change: rendered once */
-        uint64_t gen = st_rec_generation(h->st);
         pd_buf_t *b = ended_us > 0 ? httpd_vodcache_get(h->vod, id, rend, gen)
                                    : NULL;
         int rc = 0;
         if (!b) {
             rc = st_vod_playlist(h->st, id, rend[0] ? rend : NULL, &b);
-            if (rc == 0 && b && ended_us > 0)
+            if (rc == 0 && b && ended_us > 0 &&
+                st_rec_generation(h->st) == gen)
                 httpd_vodcache_put(h->vod, id, rend, gen, b);
         }
         if (rc == PD_ENOENT || (rc == 0 && !b)) {
@@ -600,13 +594,14 @@ static enum MHD_Result reply_vod(httpd_t *h, struct MHD_Connection *c,
                     pd_strerror(rc));
             return reply_503(h, c, true);
         }
-        /* A media playlist holds ENDLIST once the recording ended; the
-         * multivariant never does, the catalogue says. */
-        bool ended = rend[0] ? buf_has(b, "#EXT-X-ENDLIST") : ended_us > 0;
+        /* ended (the catalogue says; its media playlists then hold
+         * ENDLIST): cached long, and the same buffer for every request, so
+         * token-carrying copies are cached too */
+        bool ended = ended_us > 0;
         cache_control(cache, sizeof(cache),
                       ended ? h->cfg->cache_media_s : HTTPD_VOD_PLAYLIST_S,
                       false, exp);
-        b = with_token(h, b, token, false);
+        b = with_token(h, b, token, ended);
         if (!b)
             return reply_503(h, c, true);
         return reply_playlist(h, c, b, "application/vnd.apple.mpegurl", cache);

@@ -16,8 +16,8 @@
  * and through it one gzip in httpd's gzip cache. The cache is bounded in
  * entries and in bytes (sources + copies kept alive) and holds a reference
  * to each source, so a cached source address is never reused while its
- * entry lives. Playlists rendered anew for every request (VOD) are not
- * cached at all (httpd.c): their copies could never be hit. Only URI
+ * entry lives. Playlists rendered for one request only (a recording in
+ * progress) are not cached (httpd.c): their copies could never be hit. Only URI
  * attributes named exactly URI (after ':' or ',') get the token, not
  * SERVER-URI or X-...-URI. Tokens are never logged.
  */

@@ -7,9 +7,11 @@
  * recording's playlist costs milliseconds of database work and rendering
  * (about 95 ms for 24 hours of 2-s segments), which repeated requests
  * would otherwise pay each time. Entries carry storage's recording
- * generation (st_rec_generation(), bumped before any deletion): an entry
- * made under an older generation is never served, so a deleted
- * recording's playlist cannot outlive it. Bounded in entries and bytes,
+ * generation (st_rec_generation(), bumped before and after any deletion,
+ * read by httpd before it looks anything up): an entry made under an
+ * older generation is never served and a request never caches what it
+ * rendered if the generation moved meanwhile, so a deleted recording's
+ * playlist cannot outlive it. (Recording ids are never reused either.) Bounded in entries and bytes,
  * least recently used first. Thread-safe (one mutex; lookups are a scan
  * of at most capacity entries).
  */
@@ -87,10 +89,12 @@ pd_buf_t *httpd_vodcache_get(httpd_vodcache_t *c, int64_t id,
         vod_entry_t *e = &c->e[i];
         if (!e->buf || e->id != id || strcmp(e->rendition, rendition) != 0)
             continue;
-        if (e->gen != gen) {
+        if (e->gen < gen) {
             drop(c, e); /* made before a deletion: maybe gone */
             continue;
         }
+        if (e->gen != gen)
+            continue; /* newer than this request's view: not for it */
         e->used = ++c->clock;
         b = pd_buf_ref(e->buf);
         break;
@@ -119,8 +123,13 @@ void httpd_vodcache_put(httpd_vodcache_t *c, int64_t id, const char *rendition,
     vod_entry_t *slot = NULL;
     for (size_t i = 0; i < c->cap; i++) {
         vod_entry_t *e = &c->e[i];
-        if (e->buf && e->id == id && strcmp(e->rendition, rendition) == 0)
+        if (e->buf && e->id == id && strcmp(e->rendition, rendition) == 0) {
+            if (e->gen > gen) { /* a newer one is there: keep it */
+                pthread_mutex_unlock(&c->lock);
+                return;
+            }
             drop(c, e); /* replaced (another thread rendered it too) */
+        }
         if (!e->buf && !slot)
             slot = e;
     }

@@ -45,6 +45,7 @@ static const char *const MIGRATIONS[] = {
     ST_SCHEMA_V1, /* 0 -> 1 */
     ST_SCHEMA_V2, /* 1 -> 2: recorded renditions */
     ST_SCHEMA_V3, /* 2 -> 3: per-stream settings (signed playback) */
+    ST_SCHEMA_V4, /* 3 -> 4: counters (recording ids never reused) */
 };
 
 _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) ==

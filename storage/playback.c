@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -66,13 +67,15 @@ static int read_key_file(st_t *st, const char *path)
     return rc ? PD_EINVAL : 0;
 }
 
-/* Reads the key file, waiting a little for a concurrent creator. */
+/* Reads the key file, waiting up to 1 s for a concurrent creator (the
+ * name may appear empty or half-written where there are no hard
+ * links). */
 static int read_key_file_settled(st_t *st, const char *path)
 {
     int rc = PD_ENOENT;
     for (int i = 0; i < 50; i++) {
         rc = read_key_file(st, path);
-        if (rc != PD_ENOENT)
+        if (rc != PD_ENOENT && rc != PD_EINVAL)
             return rc;
         usleep(20000);
     }
@@ -112,19 +115,44 @@ static int make_key_file(st_t *st, const char *path)
     if (fd >= 0)
         ok = close(fd) == 0 && ok;
     int rc = PD_EIO;
+    bool made = false;
     if (ok) {
         if (link(tmp, path) == 0) {
-            memcpy(st->pkey, raw, sizeof(raw));
-            st->pkeylen = sizeof(raw);
-            rc = 0;
+            made = true;
         } else if (errno == EEXIST) {
             rc = read_key_file_settled(st, path);
+        } else if (errno == EPERM || errno == ENOTSUP ||
+                   errno == EOPNOTSUPP || errno == ENOSYS ||
+                   errno == EMLINK) {
+            /* no hard links here (vfat, some FUSE/SMB): create the name
+             * itself; a concurrent reader may then see it half-written
+             * for a moment (it retries) */
+            int fd2 = open(path,
+                           O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                           0600);
+            if (fd2 >= 0) {
+                made = write(fd2, hex, len) == (ssize_t)len && fsync(fd2) == 0;
+                made = close(fd2) == 0 && made;
+                if (!made)
+                    unlink(path);
+            } else if (errno == EEXIST) {
+                rc = read_key_file_settled(st, path);
+            }
+        } else {
+            PD_LOGE(ST_MOD, "%s: cannot link the new key into place: %s",
+                    path, strerror(errno));
         }
     }
-    unlink(tmp);
+    if (fd >= 0)
+        unlink(tmp); /* ours (O_EXCL): never another creator's */
+    if (made) {
+        memcpy(st->pkey, raw, sizeof(raw));
+        st->pkeylen = sizeof(raw);
+        rc = 0;
+    }
     OPENSSL_cleanse(raw, sizeof(raw));
     OPENSSL_cleanse(hex, sizeof(hex));
-    if (rc == 0 && st->pkeylen && ok) {
+    if (made) {
         char dir[700];
         snprintf(dir, sizeof(dir), "%s", path);
         char *slash = strrchr(dir, '/');
@@ -138,6 +166,31 @@ static int make_key_file(st_t *st, const char *path)
         PD_LOGI(ST_MOD, "made a playback signing key in %s", path);
     }
     return rc;
+}
+
+/* Deletes "playback.key.*.tmp" files older than a minute in dir: left by a
+ * creator that crashed between writing and linking (each holds a key
+ * nobody uses). */
+static void sweep_key_tmps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    time_t now = time(NULL);
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, KEY_FILE ".", sizeof(KEY_FILE)) != 0 || n < 4 ||
+            strcmp(e->d_name + n - 4, ".tmp") != 0)
+            continue;
+        char p[1200];
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) &&
+            now - sb.st_mtime > 60)
+            unlink(p);
+    }
+    closedir(d);
 }
 
 static int load_key(st_t *st)
@@ -157,6 +210,7 @@ static int load_key(st_t *st)
     int n = snprintf(path, sizeof(path), "%s/" KEY_FILE, dir);
     if (n < 0 || (size_t)n >= sizeof(path))
         return PD_EINVAL;
+    sweep_key_tmps(dir);
     int rc = read_key_file(st, path);
     if (rc == PD_ENOENT)
         rc = make_key_file(st, path);

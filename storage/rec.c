@@ -181,13 +181,25 @@ static void set_root(st_t *st, char *root, size_t size)
 /* ---- retention and deletion (st->lock held) ----------------------------- */
 
 /* Deletes an ended recording: files, directories, then rows. */
+static int delete_rows_and_files(st_t *st, const char *root, int64_t id);
+
+/* Deletes recording id (files, then rows). The generation moves before
+ * anything goes and again once the rows are gone: a playlist rendered in
+ * between (readers do not wait for st->lock) is cached under the middle
+ * value and never served afterwards. st->lock held. */
 static int delete_locked(st_t *st, const char *root, int64_t id)
+{
+    atomic_fetch_add(&st->rec_gen, 1);
+    int rc = delete_rows_and_files(st, root, id);
+    atomic_fetch_add(&st->rec_gen, 1);
+    return rc;
+}
+
+static int delete_rows_and_files(st_t *st, const char *root, int64_t id)
 {
     sqlite3_stmt *s = NULL;
     int rc = PD_ENOENT;
     char dir[32] = "";
-    /* before anything goes: caches of playlists made earlier are stale */
-    atomic_fetch_add(&st->rec_gen, 1);
     if (sqlite3_prepare_v2(st->db, "SELECT dir, ended_us FROM recordings "
                            "WHERE id = ?", -1, &s, NULL) != SQLITE_OK)
         return PD_EIO;
@@ -659,21 +671,32 @@ static int ensure_row(st_t *st, wrec_t *w)
     sqlite3_stmt *s = NULL;
     int rc = PD_EIO;
     pthread_mutex_lock(&st->lock);
-    if (sqlite3_prepare_v2(st->db, "INSERT INTO recordings (session_id,"
-                           " stream, dir, started_us) VALUES (?, ?, '', ?)",
-                           -1, &s, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(s, 1, w->session_id);
-        sqlite3_bind_text(s, 2, w->stream, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 3, pd_wall_us());
-        if (sqlite3_step(s) == SQLITE_DONE) {
-            w->id = sqlite3_last_insert_rowid(st->db);
-            char sql[96];
-            snprintf(sql, sizeof(sql), "UPDATE recordings SET dir = '%"
-                     PRId64 "' WHERE id = %" PRId64, w->id, w->id);
-            rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL) == SQLITE_OK
-                     ? 0 : PD_EIO;
+    /* the id from the counter, never reused (schema v4); the directory is
+     * named after it */
+    int64_t id = 0;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+            SQLITE_OK &&
+        sqlite3_exec(st->db, "UPDATE counters SET value = max(value,"
+                     " (SELECT coalesce(max(id), 0) FROM recordings)) + 1"
+                     " WHERE name = 'recording'", NULL, NULL, NULL) ==
+            SQLITE_OK &&
+        select_ids(st->db, "SELECT value FROM counters WHERE name ="
+                   " 'recording'", 0, &id, 1) == 1 && id > 0 &&
+        sqlite3_prepare_v2(st->db, "INSERT INTO recordings (id, session_id,"
+                           " stream, dir, started_us) VALUES (?1, ?2, ?3,"
+                           " ?1, ?4)", -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int64(s, 2, w->session_id);
+        sqlite3_bind_text(s, 3, w->stream, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 4, pd_wall_us());
+        if (sqlite3_step(s) == SQLITE_DONE &&
+            sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+            w->id = id;
+            rc = 0;
         }
     }
+    if (rc)
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     const char *msg = rc ? sqlite3_errmsg(st->db) : "";
     char emsg[160];
     snprintf(emsg, sizeof(emsg), "creating the row (%s)", msg);
@@ -937,6 +960,26 @@ static void *writer_main(void *arg)
     for (;;) {
         if (r->stop && !deadline)
             deadline = pd_mono_us() + REC_DRAIN_US;
+        /* the timers first: a backlog (slow disk, many streams) must not
+         * starve them */
+        int64_t tnow = pd_mono_us();
+        if (!r->stop && tnow >= next_marks) {
+            /* not the recorder's business, but its thread: another
+             * process's playback settings (the CLI) apply within 5 s */
+            pthread_mutex_unlock(&r->lock);
+            if (st_playback_reload(st))
+                PD_LOGW(ST_MOD, "cannot reload the playback settings");
+            pthread_mutex_lock(&r->lock);
+            next_marks = pd_mono_us() + ST_PLAYBACK_RELOAD_US;
+            continue;
+        }
+        if (!r->stop && tnow >= next_retain) {
+            pthread_mutex_unlock(&r->lock);
+            retention(st, r->root);
+            pthread_mutex_lock(&r->lock);
+            next_retain = pd_mono_us() + REC_RETAIN_US;
+            continue;
+        }
         if (r->head && (!deadline || pd_mono_us() < deadline)) {
             rec_item_t *it = r->head;
             r->head = it->next;
@@ -954,27 +997,14 @@ static void *writer_main(void *arg)
         if (r->stop)
             break;
         int64_t now = pd_mono_us();
-        if (now >= next_marks) {
-            /* not the recorder's business, but its idle thread: another
-             * process's playback settings (the CLI) apply within 5 s */
-            pthread_mutex_unlock(&r->lock);
-            st_playback_reload(st);
-            pthread_mutex_lock(&r->lock);
-            next_marks = pd_mono_us() + ST_PLAYBACK_RELOAD_US;
-            continue;
-        }
-        if (now >= next_retain) {
-            pthread_mutex_unlock(&r->lock);
-            retention(st, r->root);
-            pthread_mutex_lock(&r->lock);
-            next_retain = pd_mono_us() + REC_RETAIN_US;
-            continue;
-        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t wait_us = next_retain - now;
+        int64_t next = next_marks < next_retain ? next_marks : next_retain;
+        int64_t wait_us = next - now;
         if (wait_us > 1000000)
             wait_us = 1000000;
+        if (wait_us < 1000)
+            wait_us = 1000;
         ts.tv_sec += wait_us / 1000000;
         ts.tv_nsec += (wait_us % 1000000) * 1000;
         if (ts.tv_nsec >= 1000000000) {

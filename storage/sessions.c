@@ -170,8 +170,6 @@ int st_session_list(st_t *st, bool live_only, int limit, st_session_t **out,
             : "SELECT id, stream, peer, started_us, ended_us, end_reason,"
               " codecs, renditions FROM sessions"
               " ORDER BY started_us DESC, id DESC LIMIT ?1";
-    if (!out)
-        return PD_EINVAL;
     void *v = NULL;
     int rc = st_select_all(st, sql, limit, "sessions", sizeof(st_session_t),
                          session_row, &v, n);

@@ -94,6 +94,17 @@
     " signed_playback INTEGER NOT NULL DEFAULT 0,"                           \
     " updated_us INTEGER NOT NULL);"
 
+/* v4: counters that never go back (rec.c): a recording's id (and so its
+ * /vod/<id>/ URLs and its directory) is never given to another recording,
+ * even after the newest one was deleted (INTEGER PRIMARY KEY alone would
+ * reuse max(id) + 1, and CDNs keep VOD answers for a day). */
+#define ST_SCHEMA_V4                                                         \
+    "CREATE TABLE counters ("                                                \
+    " name TEXT PRIMARY KEY,"                                                \
+    " value INTEGER NOT NULL);"                                              \
+    "INSERT INTO counters VALUES ('recording',"                              \
+    " (SELECT coalesce(max(id), 0) FROM recordings));"
+
 /* A queued webhook delivery (hooks.c). */
 typedef struct st_delivery_s {
     int64_t hook_id;
@@ -134,8 +145,8 @@ struct st_s {
     /* recordings (rec.c): queue, per-stream state and the writer thread;
      * NULL until st_rec_start() */
     struct st_recorder_s *rec;
-    atomic_ullong rec_gen;   /* st_rec_generation(): bumped before any
-                                recording is deleted */
+    atomic_ullong rec_gen;   /* st_rec_generation(): bumped before and
+                                after any recording is deleted */
 
     /* playback protection (playback.c): the signing key and the sorted
      * names of the streams marked signed, read by HTTP threads without
@@ -185,8 +196,8 @@ void st_copy_col(sqlite3_stmt *s, int col, char *dst, size_t size);
 /* db.c: runs sql under st->lock (with limit bound to ?1 when >= 0) and
  * collects one element of elem_size bytes per row, zeroed and then filled
  * by fn from the row, into a malloc'ed array (*out, *n; the caller frees;
- * NULL when no rows). Returns 0, PD_ENOMEM or PD_EIO (logged with what,
- * e.g. "keys"). */
+ * NULL when no rows). Returns 0, PD_EINVAL (a NULL argument), PD_ENOMEM
+ * or PD_EIO (logged with what, e.g. "keys"). */
 typedef void (*st_row_fn)(sqlite3_stmt *s, void *elem);
 int st_select_all(st_t *st, const char *sql, int limit, const char *what,
                   size_t elem_size, st_row_fn fn, void **out, int *n);

@@ -29,7 +29,7 @@
 
 typedef struct st_s st_t;
 
-#define ST_SCHEMA_VERSION 3
+#define ST_SCHEMA_VERSION 4
 #define ST_SECRET_MAX 64 /* bytes of a secret's text form incl. NUL */
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -219,9 +219,10 @@ int st_rec_delete(st_t *st, int64_t id);
 int st_rec_stream(st_t *st, int64_t id, char *stream, size_t size,
                   int64_t *ended_us);
 
-/* A counter bumped before any recording is deleted (API or retention):
- * whatever was derived from the catalogue's recordings under an older
- * value may describe a deleted one. Any thread; no database access. */
+/* A counter bumped before and after any recording is deleted (API or
+ * retention): whatever was derived from the catalogue's recordings under
+ * an older value, or while it moved, may describe a deleted one. Any
+ * thread; no database access. */
 uint64_t st_rec_generation(st_t *st);
 
 /* VOD playlists of recording id, rendered from the index: rendition

@@ -560,6 +560,44 @@ START_TEST(reads_do_not_wait_for_writes)
 }
 END_TEST
 
+/* A deleted recording's id (and so its /vod/<id>/ URLs, cached by CDNs
+ * for a day, and its directory) is never given to another, even when it
+ * was the newest. */
+START_TEST(recording_ids_never_reused)
+{
+    st_t *st = open_ok();
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        int64_t sid = 0;
+        ck_assert_int_eq(st_session_start(st, "live/n", "p", &sid), 0);
+        st_rec_begin(st, "live/n", sid);
+        send_init(st, "live/n", "source", 1, 10, 1);
+        send_seg(st, "live/n", "source", 1, 1, 1000000, PDT0, false, 100, 1);
+        st_rec_end(st, "live/n");
+        st_rec_t r = find_rec(st, sid, true);
+        ids[i] = r.id;
+        ck_assert_int_eq(st_session_end(st, sid, "left"), 0);
+        if (i < 2)
+            ck_assert_int_eq(st_rec_delete(st, r.id), 0); /* the newest */
+    }
+    ck_assert_int_eq(ids[0], 1);
+    ck_assert_int_eq(ids[1], 2);
+    ck_assert_int_eq(ids[2], 3);
+    st_close(&st);
+    /* and across a restart */
+    st = open_ok();
+    ck_assert_int_eq(st_rec_delete(st, 3), 0);
+    int64_t sid = 0;
+    ck_assert_int_eq(st_session_start(st, "live/n", "p", &sid), 0);
+    st_rec_begin(st, "live/n", sid);
+    send_init(st, "live/n", "source", 1, 10, 1);
+    send_seg(st, "live/n", "source", 1, 1, 1000000, PDT0, false, 100, 1);
+    st_rec_end(st, "live/n");
+    ck_assert_int_eq(find_rec(st, sid, true).id, 4);
+    st_close(&st);
+}
+END_TEST
+
 START_TEST(not_recording_ignored)
 {
     st_t *st = open_ok();
@@ -718,11 +756,11 @@ START_TEST(retention_by_age)
              "recording_id = %lld", (long long)r1.id);
     ck_assert_int_eq(raw_int(sql), 0);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM recordings"), 1);
-    /* explicit delete of the other: the generation moves (playlists
-     * cached before must not be served) */
+    /* explicit delete of the other: the generation moves before and after
+     * (playlists cached before or during must not be served) */
     uint64_t gen = st_rec_generation(st);
     ck_assert_int_eq(st_rec_delete(st, r2.id), 0);
-    ck_assert_uint_gt(st_rec_generation(st), gen);
+    ck_assert_uint_eq(st_rec_generation(st), gen + 2);
     ck_assert(!exists("%lld", r2.id));
     ck_assert_int_eq(st_rec_delete(st, r2.id), PD_ENOENT);
     st_close(&st);
@@ -877,6 +915,7 @@ static Suite *rec_suite(void)
         {"init_only_recording_has_no_variant",
          init_only_recording_has_no_variant},
         {"reads_do_not_wait_for_writes", reads_do_not_wait_for_writes},
+        {"recording_ids_never_reused", recording_ids_never_reused},
         {"not_recording_ignored", not_recording_ignored},
         {"vod_file_validation", vod_file_validation},
         {"tmp_deleted_on_open", tmp_deleted_on_open},

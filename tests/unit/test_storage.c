@@ -157,10 +157,10 @@ START_TEST(schema_created)
     ck_assert(S_ISDIR(sb.st_mode));
     ck_assert_int_eq(sb.st_mode & 0777, 0700);
     ck_assert_int_eq(raw_int("PRAGMA user_version"), ST_SCHEMA_VERSION);
-    ck_assert_int_eq(ST_SCHEMA_VERSION, 3);
+    ck_assert_int_eq(ST_SCHEMA_VERSION, 4);
     const char *tables[] = {"keys", "tokens", "sessions", "hooks",
                             "recordings", "rec_segments", "rec_renditions",
-                            "stream_settings"};
+                            "stream_settings", "counters"};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         char sql[128];
         snprintf(sql, sizeof(sql),
@@ -262,7 +262,7 @@ START_TEST(migrates_v1_to_v2)
     ck_assert_str_eq(k[0].label, "kept");
     free(k);
     st_close(&st);
-    ck_assert_int_eq(raw_int("PRAGMA user_version"), 3);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), 4);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE "
                              "name = 'rec_renditions'"), 1);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE "

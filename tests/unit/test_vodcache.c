@@ -41,6 +41,17 @@ START_TEST(hit_by_id_rendition_generation)
      * and the stale entries are gone for good */
     ck_assert_ptr_null(httpd_vodcache_get(c, 1, "", 1));
     ck_assert_ptr_null(httpd_vodcache_get(c, 1, "", 0));
+    /* an entry newer than a request's view is not served to it, nor
+     * replaced by an older render */
+    pd_buf_t *n5 = buf_of("#EXTM3U\nnew\n"), *o4 = buf_of("#EXTM3U\nold\n");
+    httpd_vodcache_put(c, 9, "", 5, n5);
+    ck_assert_ptr_null(httpd_vodcache_get(c, 9, "", 4));
+    httpd_vodcache_put(c, 9, "", 4, o4);
+    x = httpd_vodcache_get(c, 9, "", 5);
+    ck_assert_ptr_eq(x, n5);
+    pd_buf_unref(&x);
+    pd_buf_unref(&n5);
+    pd_buf_unref(&o4);
     x = httpd_vodcache_get(c, 1, "source", 0); /* not looked up at 1 yet */
     ck_assert_ptr_eq(x, src);
     pd_buf_unref(&x);
