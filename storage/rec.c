@@ -98,6 +98,7 @@ typedef struct wrend_s {
     unsigned written_id;     /* init written to disk; 0: none */
     bool dir_made;
     bool warned;             /* "no init" logged */
+    bool described;          /* its first segment updated the session */
 } wrend_t;
 
 /* Writer side: an open recording. */
@@ -787,6 +788,36 @@ static int index_file(st_t *st, wrec_t *w, const rec_item_t *it,
 }
 
 /* Writes one file of rendition d and indexes it. */
+/* Writes what the recording learned of its renditions into its session
+ * (codecs, renditions: video by height, then audio), so a live session,
+ * and one a crash ended, has them; the publisher's leaving writes the
+ * packager's final description over it. Best effort. */
+static void describe_session(st_t *st, const wrec_t *w)
+{
+    sqlite3_stmt *s = NULL;
+    pthread_mutex_lock(&st->lock);
+    if (sqlite3_prepare_v2(
+            st->db,
+            "UPDATE sessions SET"
+            " codecs = coalesce((SELECT group_concat(c) FROM"
+            "  (SELECT codecs c FROM rec_renditions WHERE recording_id = ?1"
+            "   AND codecs != '' GROUP BY codecs ORDER BY max(height) DESC,"
+            "   codecs)), ''),"
+            " renditions = coalesce((SELECT group_concat(rendition) FROM"
+            "  (SELECT rendition FROM rec_renditions WHERE recording_id = ?1"
+            "   ORDER BY height DESC, rendition)), '')"
+            " WHERE id = ?2",
+            -1, &s, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, w->id);
+        sqlite3_bind_int64(s, 2, w->session_id);
+        if (sqlite3_step(s) != SQLITE_DONE)
+            PD_LOGD(ST_MOD, "%s: session %" PRId64 " not described: %s",
+                    w->stream, w->session_id, sqlite3_errmsg(st->db));
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+}
+
 static int store(st_t *st, wrec_t *w, wrend_t *d, const rec_item_t *it,
                  const char *kind, int64_t msn, const char *file,
                  const char *init_file, const pd_buf_t *b)
@@ -815,6 +846,10 @@ static int store(st_t *st, wrec_t *w, wrend_t *d, const rec_item_t *it,
     }
     atomic_fetch_add(&r->written, 1);
     atomic_fetch_add(&r->wbytes, (long long)b->len);
+    if (!d->described && strcmp(kind, "segment") == 0) {
+        d->described = true;
+        describe_session(st, w);
+    }
     return 0;
 }
 

@@ -598,6 +598,40 @@ START_TEST(recording_ids_never_reused)
 }
 END_TEST
 
+/* A recorded session is described (codecs, renditions) as soon as each
+ * rendition's first segment is written: while it is live, and after a
+ * crash (which never reaches the publisher's leaving). */
+START_TEST(session_described_while_recording)
+{
+    st_t *st = open_ok();
+    int64_t sid = 0;
+    ck_assert_int_eq(st_session_start(st, "live/d", "p", &sid), 0);
+    st_rec_begin(st, "live/d", sid);
+    send_init(st, "live/d", "source", 1, 10, 1);
+    send_init(st, "live/d", "audio", 1, 10, 2);
+    send_seg(st, "live/d", "audio", 1, 1, 1000000, PDT0, false, 100, 3);
+    send_seg(st, "live/d", "source", 1, 1, 1000000, PDT0, false, 100, 4);
+    wait_written(st, 4);
+    st_session_t *v = NULL;
+    int n = 0;
+    ck_assert_int_eq(st_session_list(st, true, 10, &v, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(v[0].ended_us, 0); /* live */
+    ck_assert_str_eq(v[0].codecs, "avc1.64001f,mp4a.40.2");
+    ck_assert_str_eq(v[0].renditions, "source,audio");
+    free(v);
+    st_close(&st); /* no st_rec_end, no st_session_end: as after kill -9 */
+    st = open_ok();
+    ck_assert_int_eq(st_session_list(st, false, 10, &v, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(v[0].end_reason, "crash");
+    ck_assert_str_eq(v[0].codecs, "avc1.64001f,mp4a.40.2");
+    ck_assert_str_eq(v[0].renditions, "source,audio");
+    free(v);
+    st_close(&st);
+}
+END_TEST
+
 START_TEST(not_recording_ignored)
 {
     st_t *st = open_ok();
@@ -916,6 +950,8 @@ static Suite *rec_suite(void)
          init_only_recording_has_no_variant},
         {"reads_do_not_wait_for_writes", reads_do_not_wait_for_writes},
         {"recording_ids_never_reused", recording_ids_never_reused},
+        {"session_described_while_recording",
+         session_described_while_recording},
         {"not_recording_ignored", not_recording_ignored},
         {"vod_file_validation", vod_file_validation},
         {"tmp_deleted_on_open", tmp_deleted_on_open},
