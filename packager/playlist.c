@@ -20,6 +20,7 @@
 #include "pkg_int.h"
 
 #include "../core/err.h"
+#include "../core/strbuf.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -29,52 +30,6 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct sb_s {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sb_t;
-
-static void sb_printf(sb_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sb_t *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = room ? vsnprintf(b->p + b->len, room, fmt, ap) : -1;
-        va_end(ap);
-        if (n >= 0 && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        if (n > 0 && ncap < b->len + (size_t)n + 1)
-            ncap = b->len + (size_t)n + 1;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-static int sb_finish(sb_t *b, pd_buf_t **out)
-{
-    if (b->oom) {
-        free(b->p);
-        return PD_ENOMEM;
-    }
-    *out = pd_buf_from(b->p, b->len);
-    free(b->p);
-    return *out ? PD_OK : PD_ENOMEM;
-}
 
 /* "%.5f" with trailing zeros (and a bare '.') trimmed: 0.334, 6, 1.002 */
 static const char *fmt_dec(char *buf, size_t len, double v)
@@ -148,28 +103,28 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
         return PD_EINVAL;
     if (m->ended)
         delta = false;
-    sb_t b = {0};
+    pd_sb_t b = {0};
     char d1[32], d2[32], d3[32], d4[32];
     double pt = m->part_target_ms / 1000.0;
     double phb = m->part_hold_back_ms > 0 ? m->part_hold_back_ms / 1000.0
                                           : 3.0 * pt;
     int skip = delta ? pl_skip_count(m) : 0;
 
-    sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:%d\n", delta ? 9 : 6);
-    sb_printf(&b, "#EXT-X-TARGETDURATION:%d\n", m->target_s);
-    sb_printf(&b, "#EXT-X-MEDIA-SEQUENCE:%" PRId64 "\n", m->segs[0].msn);
-    sb_printf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%" PRId64 "\n",
+    pd_sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:%d\n", delta ? 9 : 6);
+    pd_sb_printf(&b, "#EXT-X-TARGETDURATION:%d\n", m->target_s);
+    pd_sb_printf(&b, "#EXT-X-MEDIA-SEQUENCE:%" PRId64 "\n", m->segs[0].msn);
+    pd_sb_printf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%" PRId64 "\n",
               m->disc_seq);
-    sb_printf(&b,
+    pd_sb_printf(&b,
               "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
               "CAN-SKIP-UNTIL=%s,PART-HOLD-BACK=%s,HOLD-BACK=%s\n",
               fmt_dec(d1, sizeof(d1), 6.0 * m->target_s),
               fmt_dec(d2, sizeof(d2), phb),
               fmt_dec(d3, sizeof(d3), 3.0 * m->target_s));
-    sb_printf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n",
+    pd_sb_printf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n",
               fmt_dec(d4, sizeof(d4), pt));
     if (delta)
-        sb_printf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", skip);
+        pd_sb_printf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", skip);
 
     char uri[32];
     bool map_done = false;
@@ -179,21 +134,21 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
         if (!g->complete && g->nparts <= 0)
             continue; /* nothing of it published yet: only the hint */
         if (g->discontinuity)
-            sb_printf(&b, "#EXT-X-DISCONTINUITY\n");
+            pd_sb_printf(&b, "#EXT-X-DISCONTINUITY\n");
         if (!map_done || g->init_id != map_id) {
             init_uri(uri, sizeof(uri), g->init_id);
-            sb_printf(&b, "#EXT-X-MAP:URI=\"%s\"\n", uri);
+            pd_sb_printf(&b, "#EXT-X-MAP:URI=\"%s\"\n", uri);
             map_done = true;
             map_id = g->init_id;
         }
         if (g->pdt_us >= 0) {
             char pdt[40];
             if (pl_format_pdt(g->pdt_us, pdt, sizeof(pdt)) == PD_OK)
-                sb_printf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", pdt);
+                pd_sb_printf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", pdt);
         }
         for (int j = 0; j < g->nparts; j++) {
             const pl_part_t *p = &g->parts[j];
-            sb_printf(&b,
+            pd_sb_printf(&b,
                       "#EXT-X-PART:DURATION=%.5f,URI=\"%" PRId64
                       ".%d.m4s\"%s%s\n",
                       p->dur > 0 ? p->dur : 0, g->msn, j,
@@ -202,73 +157,73 @@ int pl_render_media(const pl_media_t *m, bool delta, pd_buf_t **out)
         }
         if (g->complete) {
             if (g->gap)
-                sb_printf(&b, "#EXT-X-GAP\n");
-            sb_printf(&b, "#EXTINF:%.5f,\n%" PRId64 ".m4s\n",
+                pd_sb_printf(&b, "#EXT-X-GAP\n");
+            pd_sb_printf(&b, "#EXTINF:%.5f,\n%" PRId64 ".m4s\n",
                       g->dur > 0 ? g->dur : 0, g->msn);
         }
     }
     if (m->ended) {
-        sb_printf(&b, "#EXT-X-ENDLIST\n");
+        pd_sb_printf(&b, "#EXT-X-ENDLIST\n");
     } else {
-        sb_printf(&b,
+        pd_sb_printf(&b,
                   "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%" PRId64
                   ".%" PRId64 ".m4s\"\n",
                   m->hint_msn, m->hint_part);
         if (m->hint_map_id > 0) {
             init_uri(uri, sizeof(uri), m->hint_map_id);
-            sb_printf(&b, "#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"%s\"\n", uri);
+            pd_sb_printf(&b, "#EXT-X-PRELOAD-HINT:TYPE=MAP,URI=\"%s\"\n", uri);
         }
         for (int i = 0; i < m->nreports; i++) {
             const pl_report_t *r = &m->reports[i];
-            sb_printf(&b,
+            pd_sb_printf(&b,
                       "#EXT-X-RENDITION-REPORT:URI=\"../%s/index.m3u8\","
                       "LAST-MSN=%" PRId64 ",LAST-PART=%" PRId64 "\n",
                       r->rendition, r->last_msn, r->last_part);
         }
     }
-    return sb_finish(&b, out);
+    return pd_sb_finish(&b, out);
 }
 
 int pl_render_multivariant(const pl_mv_t *mv, pd_buf_t **out)
 {
     *out = NULL;
-    sb_t b = {0};
-    sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:6\n");
+    pd_sb_t b = {0};
+    pd_sb_printf(&b, "#EXTM3U\n#EXT-X-VERSION:6\n");
     if (mv->independent)
-        sb_printf(&b, "#EXT-X-INDEPENDENT-SEGMENTS\n");
+        pd_sb_printf(&b, "#EXT-X-INDEPENDENT-SEGMENTS\n");
     if (mv->nvariants > 0 && mv->has_audio) {
-        sb_printf(&b,
+        pd_sb_printf(&b,
                   "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","
                   "NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,"
                   "AUTOSELECT=YES");
         if (mv->audio_channels > 0 && mv->audio_channels <= 64)
-            sb_printf(&b, ",CHANNELS=\"%d\"", mv->audio_channels);
-        sb_printf(&b, ",URI=\"audio/index.m3u8\"\n");
+            pd_sb_printf(&b, ",CHANNELS=\"%d\"", mv->audio_channels);
+        pd_sb_printf(&b, ",URI=\"audio/index.m3u8\"\n");
     }
     for (int i = 0; i < mv->nvariants; i++) {
         const pl_variant_t *v = &mv->variants[i];
         int64_t bw = v->bandwidth > 0 ? v->bandwidth : 1;
         int64_t avg = v->avg_bandwidth > 0 ? v->avg_bandwidth : bw;
-        sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
+        pd_sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s%s%s\"",
                   bw, avg, v->codecs ? v->codecs : "",
                   mv->has_audio ? "," : "",
                   mv->has_audio && mv->audio_codecs ? mv->audio_codecs : "");
         if (v->width > 0 && v->height > 0)
-            sb_printf(&b, ",RESOLUTION=%dx%d", v->width, v->height);
+            pd_sb_printf(&b, ",RESOLUTION=%dx%d", v->width, v->height);
         if (v->fps > 0)
-            sb_printf(&b, ",FRAME-RATE=%.3f", v->fps);
+            pd_sb_printf(&b, ",FRAME-RATE=%.3f", v->fps);
         if (mv->has_audio)
-            sb_printf(&b, ",AUDIO=\"audio\"");
-        sb_printf(&b, "\n%s/index.m3u8\n", v->name ? v->name : "");
+            pd_sb_printf(&b, ",AUDIO=\"audio\"");
+        pd_sb_printf(&b, "\n%s/index.m3u8\n", v->name ? v->name : "");
     }
     if (mv->nvariants == 0 && mv->has_audio) {
         int64_t bw = mv->bandwidth > 0 ? mv->bandwidth : 1;
         int64_t avg = mv->avg_bandwidth > 0 ? mv->avg_bandwidth : bw;
-        sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
+        pd_sb_printf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s\"\n"
                   "audio/index.m3u8\n",
                   bw, avg, mv->audio_codecs ? mv->audio_codecs : "");
     }
-    return sb_finish(&b, out);
+    return pd_sb_finish(&b, out);
 }

@@ -32,6 +32,7 @@
 #include "../core/clock.h"
 #include "../core/err.h"
 #include "../core/log.h"
+#include "../core/strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1217,52 +1218,6 @@ int st_rec_delete(st_t *st, int64_t id)
 
 /* ---- VOD ------------------------------------------------------------------ */
 
-typedef struct sb_s {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sb_t;
-
-static void sb_printf(sb_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sb_t *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = room ? vsnprintf(b->p + b->len, room, fmt, ap) : -1;
-        va_end(ap);
-        if (n >= 0 && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        if (n > 0 && ncap < b->len + (size_t)n + 1)
-            ncap = b->len + (size_t)n + 1;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-static int sb_finish(sb_t *b, pd_buf_t **out)
-{
-    if (b->oom) {
-        free(b->p);
-        return PD_ENOMEM;
-    }
-    *out = pd_buf_from(b->p ? b->p : "", b->len);
-    free(b->p);
-    return *out ? PD_OK : PD_ENOMEM;
-}
 
 /* ended_us of recording id via *ended; PD_ENOENT if none. db's lock
  * held. */
@@ -1283,7 +1238,7 @@ static void iso8601(int64_t us, char *out, size_t size)
 }
 
 static int media_playlist(sqlite3 *db, int64_t id, const char *rendition,
-                          sb_t *b)
+                          pd_sb_t *b)
 {
     int64_t ended = 0;
     if (rec_ended(db, id, &ended))
@@ -1308,7 +1263,7 @@ static int media_playlist(sqlite3 *db, int64_t id, const char *rendition,
     int64_t target = (maxd + 999999) / 1000000;
     if (target < 1)
         target = 1;
-    sb_printf(b, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:%" PRId64
+    pd_sb_printf(b, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:%" PRId64
               "\n#EXT-X-PLAYLIST-TYPE:%s\n#EXT-X-MEDIA-SEQUENCE:%" PRId64
               "\n#EXT-X-INDEPENDENT-SEGMENTS\n", target,
               ended ? "VOD" : "EVENT", first);
@@ -1329,22 +1284,22 @@ static int media_playlist(sqlite3 *db, int64_t id, const char *rendition,
         bool disc = sqlite3_column_int(s, 3) != 0;
         const char *init = (const char *)sqlite3_column_text(s, 4);
         if (prev >= 0 && (disc || msn != prev + 1))
-            sb_printf(b, "#EXT-X-DISCONTINUITY\n");
+            pd_sb_printf(b, "#EXT-X-DISCONTINUITY\n");
         if (init && strcmp(init, map) != 0) {
             snprintf(map, sizeof(map), "%s", init);
-            sb_printf(b, "#EXT-X-MAP:URI=\"%s\"\n", map);
+            pd_sb_printf(b, "#EXT-X-MAP:URI=\"%s\"\n", map);
         }
         if (pdt > 0) {
             char d[48];
             iso8601(pdt, d, sizeof(d));
-            sb_printf(b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", d);
+            pd_sb_printf(b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", d);
         }
-        sb_printf(b, "#EXTINF:%.5f,\n%" PRId64 ".m4s\n", dur / 1e6, msn);
+        pd_sb_printf(b, "#EXTINF:%.5f,\n%" PRId64 ".m4s\n", dur / 1e6, msn);
         prev = msn;
     }
     sqlite3_finalize(s);
     if (ended)
-        sb_printf(b, "#EXT-X-ENDLIST\n");
+        pd_sb_printf(b, "#EXT-X-ENDLIST\n");
     return 0;
 }
 
@@ -1394,7 +1349,7 @@ typedef struct vrend_s {
     int width, height;
 } vrend_t;
 
-static int multivariant(sqlite3 *db, int64_t id, sb_t *b)
+static int multivariant(sqlite3 *db, int64_t id, pd_sb_t *b)
 {
     int64_t ended = 0;
     if (rec_ended(db, id, &ended))
@@ -1429,28 +1384,28 @@ static int multivariant(sqlite3 *db, int64_t id, sb_t *b)
     sqlite3_finalize(s);
     if (nv == 0 && !has_audio)
         return PD_ENOENT;
-    sb_printf(b, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    pd_sb_printf(b, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     if (nv > 0 && has_audio)
-        sb_printf(b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","
+        pd_sb_printf(b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","
                   "NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,"
                   "AUTOSELECT=YES,URI=\"audio/index.m3u8\"\n");
     for (int i = 0; i < nv; i++) {
         int64_t peak, avg;
         bandwidth(db, id, v[i].name, has_audio, &peak, &avg);
-        sb_printf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
+        pd_sb_printf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s%s%s\"", peak,
                   avg, v[i].codecs, has_audio ? "," : "",
                   has_audio ? audio.codecs : "");
         if (v[i].width > 0 && v[i].height > 0)
-            sb_printf(b, ",RESOLUTION=%dx%d", v[i].width, v[i].height);
+            pd_sb_printf(b, ",RESOLUTION=%dx%d", v[i].width, v[i].height);
         if (has_audio)
-            sb_printf(b, ",AUDIO=\"audio\"");
-        sb_printf(b, "\n%s/index.m3u8\n", v[i].name);
+            pd_sb_printf(b, ",AUDIO=\"audio\"");
+        pd_sb_printf(b, "\n%s/index.m3u8\n", v[i].name);
     }
     if (nv == 0) {
         int64_t peak, avg;
         bandwidth(db, id, "audio", false, &peak, &avg);
-        sb_printf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
+        pd_sb_printf(b, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64
                   ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s\"\n"
                   "audio/index.m3u8\n", peak, avg, audio.codecs);
     }
@@ -1467,7 +1422,7 @@ int st_vod_playlist(st_t *st, int64_t id, const char *rendition,
         return PD_EINVAL;
     if (rendition && !rendition_ok(rendition))
         return PD_ENOENT;
-    sb_t b = {0};
+    pd_sb_t b = {0};
     sqlite3 *db = st_reader_lock(st);
     int rc = rendition ? media_playlist(db, id, rendition, &b)
                        : multivariant(db, id, &b);
@@ -1476,7 +1431,7 @@ int st_vod_playlist(st_t *st, int64_t id, const char *rendition,
         free(b.p);
         return rc;
     }
-    return sb_finish(&b, out);
+    return pd_sb_finish(&b, out);
 }
 
 int st_vod_file(st_t *st, int64_t id, const char *rendition,
