@@ -6,6 +6,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/strbuf.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -161,12 +162,39 @@ START_TEST(config_validate_cross_field)
 }
 END_TEST
 
+/* The text builder: empty, growth past its first 4 KiB (one append
+ * larger than the doubled capacity too), exact bytes. */
+START_TEST(strbuf_grows)
+{
+    pd_sb_t b = {0};
+    pd_buf_t *out = NULL;
+    ck_assert_int_eq(pd_sb_finish(&b, &out), PD_OK);
+    ck_assert_uint_eq(out->len, 0);
+    pd_buf_unref(&out);
+    char big[10000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    pd_sb_t c = {0};
+    for (int i = 0; i < 1000; i++)
+        pd_sb_printf(&c, "%d,", i % 10);
+    pd_sb_printf(&c, "%s", big);
+    pd_sb_printf(&c, "|%s|", "end");
+    ck_assert_int_eq(pd_sb_finish(&c, &out), PD_OK);
+    ck_assert_uint_eq(out->len, 2000 + 9999 + 5);
+    ck_assert_int_eq(memcmp(out->data, "0,1,2,", 6), 0);
+    ck_assert_int_eq(out->data[2000], 'x');
+    ck_assert_int_eq(memcmp(out->data + out->len - 5, "|end|", 5), 0);
+    pd_buf_unref(&out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, buf_refcount);
     tcase_add_test(tc, strerror_all);
+    tcase_add_test(tc, strbuf_grows);
     tcase_add_test(tc, config_defaults_valid);
     tcase_add_test(tc, config_file_overlay);
     tcase_add_test(tc, config_file_errors);
